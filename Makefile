@@ -1,0 +1,19 @@
+# The two commands in the README: `make demo` and `make test`.
+VENV := .venv/bin
+
+.PHONY: setup demo test lint bench soak
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/audio-diffusion demo
+
+test: setup
+	$(VENV)/python -m ruff check realtime models export tests scripts
+	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/audio-diffusion bench --quick
+
+soak: setup
+	$(VENV)/audio-diffusion soak --seconds 600

@@ -1,0 +1,178 @@
+"""Live audio I/O: a sounddevice duplex stream driving an :class:`~realtime.engine.Engine`.
+
+The callback follows python-sounddevice's rules and ours: it touches only preallocated arrays, takes no
+lock, never logs, and cannot raise (the engine catches everything). It runs mono: the first input
+channel goes in, the processed signal goes to every output channel.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from realtime import stats as S
+from realtime.engine import Engine
+
+
+class AudioDeviceError(Exception):
+    """A device that is missing, busy or cannot run at the engine's rate (one-line message)."""
+
+
+def _sd():
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio missing
+        raise AudioDeviceError(f"PortAudio is not available ({exc}); install it: apt-get install libportaudio2")
+    return sd
+
+
+def rescan() -> None:
+    """Re-initialise PortAudio so devices (or an audio server) that appeared since start are seen."""
+    sd = _sd()
+    sd._terminate()
+    sd._initialize()
+
+
+def list_devices() -> str:
+    """Human-readable device list (index, name, host API, channels, default rate)."""
+    sd = _sd()
+    apis = sd.query_hostapis()
+    lines = []
+    for i, d in enumerate(sd.query_devices()):
+        api = apis[d["hostapi"]]["name"]
+        lines.append(f"{i:3d}  {d['name']}  [{api}]  in {d['max_input_channels']} / out "
+                     f"{d['max_output_channels']}  {d['default_samplerate']:.0f} Hz")
+    return "\n".join(lines) if lines else "no audio devices found (is an audio server running?)"
+
+
+def find_device(spec: int | str | None, kind: str) -> int | None:
+    """Resolve a device index or a case-insensitive name substring; ``None`` means the default."""
+    sd = _sd()
+    key = "max_input_channels" if kind == "input" else "max_output_channels"
+    devices = sd.query_devices()
+    if spec is None or spec == "":
+        default = sd.default.device[0 if kind == "input" else 1]
+        if default is None or default < 0:
+            usable = [i for i, d in enumerate(devices) if d[key] > 0]
+            if not usable:
+                raise AudioDeviceError(f"no {kind} device found; list them with 'audio-diffusion devices'")
+            return usable[0]
+        return int(default)
+    if isinstance(spec, int) or str(spec).isdigit():
+        i = int(spec)
+        if not 0 <= i < len(devices) or devices[i][key] <= 0:
+            raise AudioDeviceError(f"no {kind} device with index {i}; list them with 'audio-diffusion devices'")
+        return i
+    hits = [i for i, d in enumerate(devices) if str(spec).lower() in d["name"].lower() and d[key] > 0]
+    if not hits:
+        raise AudioDeviceError(f"no {kind} device matches {spec!r}; list them with 'audio-diffusion devices'")
+    return hits[0]
+
+
+def supported_rates(device: int, kind: str) -> list[int]:
+    """The common sample rates a device accepts."""
+    sd = _sd()
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    ok = []
+    for rate in (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000):
+        try:
+            check(device=device, samplerate=rate, channels=1, dtype="float32")
+            ok.append(rate)
+        except Exception:
+            pass
+    return ok
+
+
+class LiveStream:
+    """A duplex stream that runs ``engine`` in its callback.
+
+    Parameters
+    ----------
+    engine : Engine
+        Must have a fixed ``block_size``; the stream's block size is that.
+    input, output : int or str or None
+        Device index or name substring (``None``: default device).
+    """
+
+    def __init__(self, engine: Engine, input: int | str | None = None, output: int | str | None = None) -> None:
+        if not engine.block_size:
+            raise ValueError("a live stream needs an engine with a fixed block_size")
+        self.engine = engine
+        self.input_spec, self.output_spec = input, output
+        self.stream = None
+        self._out = np.zeros(engine.block_size, np.float32)
+        self._in = np.zeros(engine.block_size, np.float32)
+        self.last_status = ""
+
+    def _callback(self, indata, outdata, frames, time_info, status) -> None:
+        t0 = time.perf_counter()
+        st = self.engine.stats.scalars
+        if status:
+            st[S.XRUNS] += 1
+        if frames == self._in.shape[0]:
+            self._in[:] = indata[:, 0]
+            self.engine.process_block(self._in, self._out, t0)
+            outdata[:] = self._out[:, None]
+        else:  # PortAudio promised a fixed size; never process a block the engine cannot serve
+            outdata.fill(0.0)
+            st[S.XRUNS] += 1
+
+    def start(self) -> None:
+        """Open and start the stream (raises :class:`AudioDeviceError` with a one-line message)."""
+        sd = _sd()
+        eng = self.engine
+        sr = eng.cfg.sample_rate
+        i_dev = find_device(self.input_spec, "input")
+        o_dev = find_device(self.output_spec, "output")
+        for dev, kind in ((i_dev, "input"), (o_dev, "output")):
+            check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+            try:
+                check(device=dev, samplerate=sr, channels=1, dtype="float32")
+            except Exception:
+                rates = supported_rates(dev, kind)
+                name = sd.query_devices(dev)["name"]
+                raise AudioDeviceError(
+                    f"{kind} device {name!r} cannot run at {sr} Hz, the model's rate (it supports "
+                    f"{', '.join(map(str, rates)) or 'none of the usual rates'}); set the device or audio server "
+                    f"to {sr} Hz or pick another device") from None
+        out_ch = min(2, sd.query_devices(o_dev)["max_output_channels"])
+        eng.warmup()
+        try:
+            self.stream = sd.Stream(device=(i_dev, o_dev), samplerate=sr, blocksize=eng.block_size,
+                                    channels=(1, out_ch), dtype="float32", latency="low",
+                                    callback=self._callback, prime_output_buffers_using_stream_callback=False)
+            self.stream.start()
+        except Exception as exc:
+            self.stream = None
+            raise AudioDeviceError(f"cannot open the audio stream: {exc}") from None
+        lat_in, lat_out = self.stream.latency
+        eng.stats.scalars[S.DEVICE_LATENCY_IN] = lat_in
+        eng.stats.scalars[S.DEVICE_LATENCY_OUT] = lat_out
+
+    @property
+    def active(self) -> bool:
+        return self.stream is not None and self.stream.active
+
+    def stop(self) -> None:
+        """Stop and close the stream (safe to call twice, and after the device vanished)."""
+        if self.stream is not None:
+            try:
+                self.stream.stop()
+                self.stream.close()
+            except Exception as exc:
+                self.last_status = f"stream closed with an error: {exc}"
+            self.stream = None
+
+    def restart(self) -> None:
+        """Close, re-scan devices (a restarted audio server gets new ids) and start again."""
+        self.stop()
+        rescan()
+        self.start()
+
+    def __enter__(self) -> LiveStream:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,214 @@
+"""``audio-diffusion``: the command line. Thin: it parses, calls the rooms, prints.
+
+Every user error ends as one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from realtime.paths import resolve_model
+
+EXIT_USAGE = 2
+
+
+def _models(args) -> list[Path]:
+    return [resolve_model(m) for m in (args.model or ["default"])]
+
+
+def cmd_devices(args) -> int:
+    from realtime.audio import list_devices
+
+    print(list_devices())
+    return 0
+
+
+def cmd_info(args) -> int:
+    from realtime.model import describe
+
+    text = describe(resolve_model(args.model))
+    print(text)
+    return 0 if "contract check: OK" in text else 1
+
+
+def cmd_process(args) -> int:
+    from realtime.offline import process_file
+
+    report = process_file(args.input, args.output, _models(args), amount=args.amount, noise_rate=args.noise_rate,
+                          mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
+                          align=args.align, show_progress=not args.quiet)
+    print(f"wrote {report['output']}: {report['seconds']:.2f} s at {report['rate']} Hz, latency "
+          f"{report['latency_samples']} samples ({report['latency_ms']:.2f} ms{', compensated' if args.align else ''}), "
+          f"{report['realtime_factor']:.0f}x real time, {report['misses']} misses")
+    return 0
+
+
+def _status_line(s: dict) -> str:
+    return (f"in {s['in_peak_db']:6.1f} dBFS  out {s['out_peak_db']:6.1f} dBFS  "
+            f"cpu p50 {100 * s['cpu_share_p50']:4.1f}% p99 {100 * s['cpu_share_p99']:4.1f}%  "
+            f"xruns {s['xruns']}  misses {s['misses']}  latency {s['total_latency_ms']:.1f} ms")
+
+
+def cmd_live(args) -> int:
+    from realtime.audio import AudioDeviceError, LiveStream
+    from realtime.engine import Engine
+    from realtime.params import Params
+
+    params = Params()
+    for slot in range(len(_models(args))):
+        params.set("amount", args.amount, slot)
+        params.set("noise_rate", args.noise_rate, slot)
+    params.set("mix", args.mix)
+    engine = Engine(_models(args), block_size=args.blocksize, window=args.window, seed=args.seed, params=params)
+    live = LiveStream(engine, args.input, args.output)
+    live.start()
+    print(f"live: {engine.cfg.sample_rate} Hz, block {args.blocksize}, algorithmic latency "
+          f"{engine.latency_samples} samples ({engine.latency_ms:.2f} ms); Ctrl-C stops", file=sys.stderr)
+    t_end = time.monotonic() + args.seconds if args.seconds else float("inf")
+    last_count, last_change = -1, time.monotonic()
+    try:
+        while time.monotonic() < t_end:
+            time.sleep(0.2)
+            s = engine.stats.summary()
+            if s["callbacks"] != last_count:
+                last_count, last_change = s["callbacks"], time.monotonic()
+            elif time.monotonic() - last_change > 1.0:
+                # The device (or audio server) stopped calling us: say so once, then try to restart.
+                print("\naudio device stopped responding; retrying every 2 s (Ctrl-C quits)", file=sys.stderr)
+                while time.monotonic() < t_end:
+                    time.sleep(2.0)
+                    try:
+                        live.restart()
+                        print("audio restarted", file=sys.stderr)
+                        break
+                    except AudioDeviceError:
+                        continue
+                last_change = time.monotonic()
+            if not args.quiet:
+                sys.stderr.write("\r" + _status_line(s))
+                sys.stderr.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live.stop()
+        if not args.quiet:
+            sys.stderr.write("\n")
+    print(json.dumps(engine.stats.summary()))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The README's first command: process a built-in demo clip with the default model."""
+    import numpy as np
+    import soundfile as sf
+
+    from models.synth import demo_clip
+    from realtime.offline import process_file
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clip, sr = demo_clip(seconds=args.seconds)
+    src = out_dir / "demo-in.wav"
+    sf.write(str(src), np.asarray(clip, np.float32), sr)
+    for amount in (0.0, 0.5, 0.9):
+        dst = out_dir / f"demo-out-amount{amount:.1f}.wav"
+        report = process_file(src, dst, [resolve_model("default")], amount=amount, seed=args.seed,
+                              align=True, show_progress=False)
+        print(f"{dst}: amount {amount:.1f}, {report['realtime_factor']:.0f}x real time, "
+              f"latency {report['latency_ms']:.2f} ms (compensated), {report['misses']} misses")
+    print(f"input: {src}. Live: 'audio-diffusion live' (needs an audio device); panel: 'audio-diffusion gui'")
+    return 0
+
+
+def _forward(module: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        print(f"error: {exc.name or exc} is not installed; this command needs the training extras: "
+              "pip install -e '.[train]'", file=sys.stderr)
+        return EXIT_USAGE
+    return int(mod.main(argv) or 0)
+
+
+FORWARDED = {
+    "train": "models.train",
+    "export": "export.onnx_export",
+    "quality": "models.quality",
+    "bench": "realtime.bench",
+    "soak": "realtime.soak",
+    "gui": "realtime.gui.app",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audio-diffusion", description="Real-time latent-diffusion audio effect host")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)
+    i = sub.add_parser("info", help="show a model's metadata, contract check and inference time")
+    i.add_argument("model", nargs="?", default="default")
+    i.set_defaults(func=cmd_info)
+
+    def knobs(sp):
+        sp.add_argument("--model", action="append",
+                        help="model path or shipped name (default, denoise); repeat for a chain, in order")
+        sp.add_argument("--amount", type=float, default=0.3, help="diffusion amount 0..1 (default 0.3)")
+        sp.add_argument("--noise-rate", type=float, default=2.0, help="noise evolution rate in Hz (default 2)")
+        sp.add_argument("--mix", type=float, default=1.0, help="dry/wet mix 0..1 (default 1)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--blocksize", type=int, default=128)
+        sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
+                        help="STFT window mode (default: the model's)")
+        sp.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser("process", help="process an audio file offline with the live engine")
+    pr.add_argument("input")
+    pr.add_argument("output")
+    pr.add_argument("--align", action="store_true", help="compensate the engine latency in the output file")
+    knobs(pr)
+    pr.set_defaults(func=cmd_process)
+    lv = sub.add_parser("live", help="process the microphone live")
+    lv.add_argument("--input", default=None, help="input device index or name substring")
+    lv.add_argument("--output", default=None, help="output device index or name substring")
+    lv.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
+    knobs(lv)
+    lv.set_defaults(func=cmd_live)
+    dm = sub.add_parser("demo", help="process a built-in demo clip with the default model")
+    dm.add_argument("--out-dir", default="out")
+    dm.add_argument("--seconds", type=float, default=8.0)
+    dm.add_argument("--seed", type=int, default=0)
+    dm.set_defaults(func=cmd_demo)
+    for name, module in FORWARDED.items():
+        f = sub.add_parser(name, help=f"see 'audio-diffusion {name} --help'", add_help=False)
+        f.set_defaults(forward=module)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in FORWARDED:
+        return _run(lambda: _forward(FORWARDED[argv[0]], argv[1:]))
+    args = parser.parse_args(argv)
+    return _run(lambda: args.func(args))
+
+
+def _run(fn) -> int:
+    from realtime.errors import USER_ERRORS
+
+    try:
+        return fn()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

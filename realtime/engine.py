@@ -1,0 +1,346 @@
+"""The streaming engine: one block in, one block out, the same code live and offline.
+
+Per block (``Engine.process_block``)::
+
+    sanitise + input gain -> dry delay line ----------------------------------------+
+                          -> STFT analysis -> log-magnitude features -> gate           |
+                             -> model chain (one onnxruntime call per slot per block) |
+                             -> new magnitudes with the input phase -> overlap-add -> mix -> output gain -> limiter
+
+Rules for the callback path (python-sounddevice's callback rules, plus ours): no allocation beyond the
+small objects Python makes for calls, no locks, no logging, no exception escapes, no per-sample Python
+loops (every per-sample loop is a numba kernel in ``blockdsp.py``/``stft.py``). A model that raises,
+returns non-finite values or runs past the deadline makes its frames fall back to the dry spectrum (the
+overlap-add windows turn that into a ~10 ms crossfade) and counts a miss; it is skipped for a back-off
+period and then retried, so the engine recovers by itself when the fault stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime import blockdsp, params as P, stats as S
+from realtime.config import StftConfig
+from realtime.diffusion import NoiseSource, rho_for_rate
+from realtime.features import apply_features_into, log_magnitude_into
+from realtime.model import EffectModel
+from realtime.ringbuffer import RingBuffer
+from realtime.stft import StreamingStft
+from realtime.windows import make_windows
+
+#: Frames over which a hot-swapped model is crossfaded in (in the feature domain): 64 frames = 171 ms.
+SWAP_XFADE_FRAMES = 64
+#: After a miss the model is skipped for this many blocks, doubling per consecutive miss up to MAX.
+BACKOFF_BLOCKS = 8
+MAX_BACKOFF_BLOCKS = 256
+
+
+@dataclass
+class Slot:
+    """One model of the chain with its own noise, knobs state and hot-swap state."""
+
+    model: EffectModel
+    noise: NoiseSource
+    amount: float = 0.0                 # smoothed per frame
+    wet: float = 1.0                    # per-frame fallback weight (0 = dry spectrum)
+    held_z: np.ndarray = field(default=None)  # type: ignore[assignment]
+    pending: tuple | None = None        # (model, noise) waiting to be crossfaded in
+    incoming: tuple | None = None       # (model, noise) being crossfaded in
+    xfade: int = 0
+    skip_blocks: int = 0
+    backoff: int = BACKOFF_BLOCKS
+
+
+def _as_model(m: str | Path | EffectModel, cfg: StftConfig | None, max_frames: int) -> EffectModel:
+    return m if isinstance(m, EffectModel) else EffectModel(m, cfg, max_frames=max_frames)
+
+
+class Engine:
+    """Block-in/block-out effect host for a chain of contract-v1 models sharing one STFT.
+
+    Parameters
+    ----------
+    models : sequence of paths or EffectModel
+        The chain, in order (e.g. denoise, then diffusion). At least one.
+    block_size : int or None
+        Fixed callback block size (lets the latency drop to ``synthesis_len - gcd(block, hop)``);
+        ``None`` accepts any block size at latency ``synthesis_len - 1``.
+    window : str, optional
+        Override the STFT window mode (``"low_latency"``); defaults to the first model's.
+    seed : int
+        Seed of every slot's noise generator (slot k uses ``seed + k``).
+    params, stats : Params, Stats, optional
+        Knob store and statistics (pass shared-memory ones to drive an engine in another process).
+    deadline_share : float
+        Share of the block period after which a block's model output is discarded (``inf`` offline).
+    """
+
+    def __init__(self, models: Sequence[str | Path | EffectModel], *, block_size: int | None = 128,
+                 window: str | None = None, seed: int = 0, params: P.Params | None = None,
+                 stats: S.Stats | None = None, deadline_share: float = 0.75, max_block: int = 8192,
+                 ceiling_db: float = -1.0) -> None:
+        if not models:
+            raise ValueError("the engine needs at least one model")
+        first = _as_model(models[0], None, 1)
+        self.cfg = first.info.stft_config(window)
+        self.stft = StreamingStft(self.cfg, max_block=max_block, block_size=block_size)
+        nf = self.stft.max_frames
+        chain = [first if first.max_frames >= nf else EffectModel(first.info.path, self.cfg, max_frames=nf)]
+        chain += [_as_model(m, self.cfg, nf) for m in models[1:]]
+        self.params = params or P.Params()
+        self.stats = stats or S.Stats()
+        self.seed = seed
+        self.block_size = block_size
+        self.max_block = max_block
+        self.deadline_share = deadline_share
+        self.ceiling = 10.0 ** (ceiling_db / 20.0)
+        sr = self.cfg.sample_rate
+        self.frame_rate = sr / self.cfg.hop
+        self.k_sample = blockdsp.smoothing_coef(0.01, sr)          # 10 ms knob smoothing per sample
+        self.k_frame = blockdsp.smoothing_coef(0.03, self.frame_rate)  # 30 ms per frame (amount)
+        self.k_wet_up = blockdsp.smoothing_coef(0.02, self.frame_rate)
+        self.release = math.exp(-1.0 / (0.08 * sr))                 # limiter release 80 ms
+        analysis, _ = make_windows(self.cfg)
+        self._ms_norm = 1.0 / (self.cfg.n_fft * float(np.sum(analysis.astype(np.float64) ** 2)))
+        self.slots = [self._make_slot(m, k) for k, m in enumerate(chain)]
+        if len(self.slots) > P.MAX_SLOTS:
+            raise ValueError(f"at most {P.MAX_SLOTS} models in a chain")
+        # Preallocated work arrays.
+        nb = self.cfg.n_bins
+        self._x = np.zeros(max_block, np.float32)
+        self._dry = np.zeros(max_block, np.float32)
+        self._wet = np.zeros(max_block, np.float32)
+        self._feat_in = np.zeros((nf, nb), np.float32)
+        self._feat_out = np.zeros((nf, nb), np.float32)
+        self._amount = np.zeros((nf, 1), np.float32)
+        self._noise = np.zeros((nf, 1), np.float32)
+        self._frame_ms = np.zeros(nf, np.float64)
+        self._frame_wet = np.zeros(nf, np.float32)
+        self._in_state = np.zeros(1, np.float64)
+        self._out_state = np.zeros(3, np.float64)
+        self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
+        self.last_error = ""
+        self.reset()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _make_slot(self, model: EffectModel, k: int) -> Slot:
+        noise = NoiseSource(model.latent_dim, self.seed + k, self.stft.max_frames)
+        return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32))
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency: STFT latency plus the models' own declared delays."""
+        return self.stft.latency_samples + sum(s.model.info.added_delay_samples for s in self.slots)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1e3 * self.latency_samples / self.cfg.sample_rate
+
+    def reset(self) -> None:
+        """Return to the initial state (silence in the buffers, noise at its seed, knobs unsmoothed)."""
+        self.stft.reset()
+        self._dry_line.reset()
+        self._dry_line.write(np.zeros(self.latency_samples, np.float32))
+        v = self.params.values
+        self._in_state[0] = 10.0 ** (v[P.I_IN_GAIN] / 20.0)
+        self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
+        self._gate = 0.0
+        for k, s in enumerate(self.slots):
+            s.noise.reset()
+            s.amount = float(v[P.I_AMOUNT[k]])
+            s.wet = 1.0
+            s.held_z[:] = 0.0
+            s.skip_blocks = 0
+            s.backoff = BACKOFF_BLOCKS
+        st = self.stats.scalars
+        st[S.ALGO_LATENCY] = self.latency_samples
+        st[S.SAMPLE_RATE] = self.cfg.sample_rate
+        if self.block_size:
+            st[S.BLOCK_PERIOD_US] = 1e6 * self.block_size / self.cfg.sample_rate
+
+    def warmup(self, blocks: int = 32) -> None:
+        """Run every kernel and the models on noise, then reset: the first real block is then cheap."""
+        rng = np.random.default_rng(0)
+        n = self.block_size or 128
+        out = np.zeros(n, np.float32)
+        for _ in range(blocks):
+            self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
+        self.stats.reset()
+        self.reset()
+
+    # -- hot swap (call from any non-audio thread) ------------------------------------------------
+    def swap_model(self, path_or_model: str | Path | EffectModel, slot: int = 0) -> EffectModel:
+        """Load and validate a model off the audio thread, then queue it to be crossfaded in.
+
+        Raises ``ModelError`` (the running model stays) when the file is bad or does not fit the engine.
+        """
+        model = _as_model(path_or_model, self.cfg, self.stft.max_frames)
+        if model.max_frames < self.stft.max_frames:
+            model = EffectModel(model.info.path, self.cfg, max_frames=self.stft.max_frames)
+        if model.info.added_delay_samples != self.slots[slot].model.info.added_delay_samples:
+            from realtime.contract import ModelError
+            raise ModelError(f"{Path(model.info.path).name}: its added delay differs from the running model's; "
+                             "restart the engine with it instead of hot-swapping")
+        noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
+        self.slots[slot].pending = (model, noise)  # a single attribute store: the audio thread picks it up
+        return model
+
+    # -- the callback path ----------------------------------------------------------------------
+    def process_block(self, x_in: np.ndarray, x_out: np.ndarray, t_start: float | None = None) -> None:
+        """Process one block (float32, 1-D, same length in and out). Never raises; output always finite."""
+        t0 = time.perf_counter() if t_start is None else t_start
+        n = x_in.shape[0]
+        try:
+            self._process(x_in, x_out, n, t0)
+        except Exception as exc:  # noqa: BLE001 - the callback must never raise
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.stats.scalars[S.MISSES] += 1
+            x_out[:] = 0.0
+            if n <= self.max_block:
+                self._dry_line.read(self._dry[:n])
+                np.clip(self._dry[:n], -self.ceiling, self.ceiling, out=x_out)
+        dt = (time.perf_counter() - t0) * 1e6
+        self.stats.record_time(dt)
+        self.stats.scalars[S.CALLBACKS] += 1
+
+    def _process(self, x_in: np.ndarray, x_out: np.ndarray, n: int, t0: float) -> None:
+        v = self.params.values
+        st = self.stats.scalars
+        x = self._x[:n]
+        bad, peak, ss = blockdsp.sanitize_input(x_in, x, self._in_state, 10.0 ** (v[P.I_IN_GAIN] / 20.0),
+                                                self.k_sample)
+        if bad:
+            st[S.BAD_INPUT] += 1
+        st[S.IN_PEAK] = peak
+        st[S.IN_RMS] = math.sqrt(ss / max(n, 1))
+        self._dry_line.write(x)
+        self._dry_line.read(self._dry[:n])
+        nf = self.stft.analyze(x)
+        if nf:
+            self._frames(nf, t0)
+        self.stft.synthesize(nf, self._wet[:n])
+        mix = 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX]
+        opeak, oss, lim = blockdsp.mix_limit(self._dry[:n], self._wet[:n], x_out, self._out_state, mix,
+                                             10.0 ** (v[P.I_OUT_GAIN] / 20.0), self.k_sample, self.ceiling,
+                                             self.release)
+        st[S.OUT_PEAK] = opeak
+        st[S.OUT_RMS] = math.sqrt(oss / max(n, 1))
+        st[S.LIMITER_GR_DB] = -20.0 * math.log10(lim)
+
+    def _frames(self, nf: int, t0: float) -> None:
+        v = self.params.values
+        st = self.stats.scalars
+        spec = self.stft.spec[:nf]
+        feat_in = self._feat_in[:nf]
+        log_magnitude_into(spec, feat_in)
+        # Gate: frames quieter than the threshold keep their input spectrum (silence stays silence).
+        blockdsp.frame_mean_square(spec, self._ms_norm, self._frame_ms[:nf])
+        thresh = 10.0 ** (v[P.I_GATE] / 10.0)
+        cur = feat_in
+        block_ok = True
+        deadline = self.deadline_share * self.stft_block_seconds(nf)
+        for k, slot in enumerate(self.slots):
+            if slot.pending is not None and slot.incoming is None:
+                slot.incoming, slot.pending, slot.xfade = slot.pending, None, 0
+            if v[P.I_SLOT_BYPASS[k]] >= 0.5:
+                continue
+            if slot.skip_blocks > 0:
+                slot.skip_blocks -= 1
+                block_ok = False
+                continue
+            out = self._run_slot(slot, k, cur, nf)
+            if out is None or time.perf_counter() - t0 > deadline:
+                block_ok = False
+                slot.skip_blocks = slot.backoff
+                slot.backoff = min(2 * slot.backoff, MAX_BACKOFF_BLOCKS)
+                continue
+            slot.backoff = BACKOFF_BLOCKS
+            cur = out
+        if not block_ok:
+            st[S.MISSES] += 1
+        fw = self._frame_wet[:nf]
+        g = self._gate
+        for f in range(nf):
+            target = 1.0 if self._frame_ms[f] >= thresh else 0.0
+            # Open fast (one frame), close over ~50 ms so decays are not chopped.
+            g = target if target > g else g + 0.15 * (target - g)
+            fw[f] = g
+        self._gate = g
+        st[S.GATE_OPEN] = 1.0 if g > 0.5 else 0.0
+        out_spec = self.stft.out_spec[:nf]
+        if cur is feat_in:
+            out_spec[:] = spec
+        else:
+            apply_features_into(spec, feat_in, cur, fw, out_spec)
+        st[S.FRAMES] += nf
+        nb = self.cfg.n_bins
+        self.stats.spec_in[:nb] = feat_in[nf - 1]
+        self.stats.spec_out[:nb] = cur[nf - 1]
+
+    def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int) -> np.ndarray | None:
+        """Run one slot on ``nf`` frames; ``None`` when the model failed (the caller falls back)."""
+        v = self.params.values
+        amount = self._amount[:nf]
+        a_target = float(v[P.I_AMOUNT[k]])
+        a = slot.amount
+        for f in range(nf):
+            a += self.k_frame * (a_target - a)
+            amount[f, 0] = a
+        slot.amount = a
+        rho = rho_for_rate(float(v[P.I_NOISE_RATE[k]]), self.frame_rate)
+        noise = slot.noise.draw(nf, rho)
+        frozen = v[P.I_FREEZE[k]] >= 0.5
+        if frozen:
+            # Contract v1 freeze: amount 1 makes z equal to the noise input, which holds the last z.
+            amount[:] = 1.0
+            noise[:] = slot.held_z
+        try:
+            out, mu = slot.model.run(cur, amount, noise)
+            if slot.incoming is not None:
+                out = self._crossfade_in(slot, cur, amount, out, nf, frozen, rho)
+        except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
+            self.last_error = f"{Path(slot.model.info.path).name}: {type(exc).__name__}: {exc}"
+            self.stats.scalars[S.MODEL_ERRORS] += 1
+            return None
+        if not blockdsp.all_finite(out):
+            self.last_error = f"{Path(slot.model.info.path).name}: non-finite output"
+            self.stats.scalars[S.MODEL_ERRORS] += 1
+            return None
+        if not frozen and mu.shape[1] == slot.held_z.shape[0]:
+            last = nf - 1
+            np.multiply(mu[last], math.sqrt(max(1.0 - a, 0.0)), out=slot.held_z)
+            slot.held_z += math.sqrt(a) * noise[last]
+        if k == 0:
+            self.stats.latent[: mu.shape[1]] = mu[nf - 1]
+        return out
+
+    def _crossfade_in(self, slot: Slot, cur: np.ndarray, amount: np.ndarray, out: np.ndarray, nf: int,
+                      frozen: bool, rho: float) -> np.ndarray:
+        model, noise_src = slot.incoming
+        noise = noise_src.draw(nf, rho)
+        if frozen and noise.shape[1] == slot.held_z.shape[0]:
+            noise[:] = slot.held_z
+        new_out, _ = model.run(cur, amount, noise)
+        mixed = self._feat_out[:nf]
+        for f in range(nf):
+            t = min((slot.xfade + f + 1) / SWAP_XFADE_FRAMES, 1.0)
+            np.multiply(out[f], 1.0 - t, out=mixed[f])
+            mixed[f] += t * new_out[f]
+        slot.xfade += nf
+        if slot.xfade >= SWAP_XFADE_FRAMES:
+            slot.model, slot.noise = model, noise_src
+            if slot.held_z.shape[0] != model.latent_dim:
+                slot.held_z = np.zeros(model.latent_dim, np.float32)
+            slot.incoming = None
+            self.stats.scalars[S.SWAPS] += 1
+        return mixed
+
+    def stft_block_seconds(self, nf: int) -> float:
+        """The real-time budget of a block that produced ``nf`` frames."""
+        return (self.block_size or nf * self.cfg.hop) / self.cfg.sample_rate

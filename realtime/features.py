@@ -1,0 +1,68 @@
+"""THE feature definition: the natural log of the STFT magnitude, per frame.
+
+Training computes its inputs with :func:`log_magnitude`, the engine with :func:`log_magnitude_into`
+(the same formula, allocation-free, for the audio callback). Normalisation (frame gain and per-bin
+statistics) lives inside each exported model, so the host only ever deals in raw log-magnitudes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+#: Floor added to the magnitude before the log. exp(feature) - EPS recovers the magnitude.
+EPS = 1e-5
+#: Name written into model metadata; a model declaring any other feature type is rejected.
+FEATURE_TYPE = "log_magnitude_eps1e-05"
+
+
+def log_magnitude(spec: np.ndarray) -> np.ndarray:
+    """Log-magnitude features of complex STFT frames.
+
+    Parameters
+    ----------
+    spec : ndarray, complex, shape (..., n_bins)
+
+    Returns
+    -------
+    ndarray, float32, same shape: ``log(|spec| + EPS)``.
+    """
+    return np.log(np.abs(spec) + EPS).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def log_magnitude_into(spec: np.ndarray, out: np.ndarray) -> None:
+    """Write ``log(|spec| + EPS)`` of ``spec[f, k]`` into ``out[f, k]`` (float32), allocation-free."""
+    for f in range(spec.shape[0]):
+        for k in range(spec.shape[1]):
+            out[f, k] = np.float32(np.log(np.abs(spec[f, k]) + EPS))
+
+
+def magnitude_from_features(features: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`log_magnitude` on the magnitude: ``max(exp(f) - EPS, 0)``."""
+    return np.maximum(np.exp(features.astype(np.float64)) - EPS, 0.0).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def apply_features_into(spec: np.ndarray, in_feat: np.ndarray, out_feat: np.ndarray, wet: np.ndarray,
+                        out: np.ndarray) -> None:
+    """Give ``spec`` the magnitudes encoded by ``out_feat`` while keeping its phase.
+
+    ``wet[f]`` in [0, 1] blends per frame between the input magnitude (0) and the model's (1), in the
+    log domain, which is how the noise gate and per-frame fallbacks act without a discontinuity.
+    A bin whose input magnitude is zero stays zero (it has no phase to keep).
+    """
+    for f in range(spec.shape[0]):
+        w = wet[f]
+        for k in range(spec.shape[1]):
+            mag_in = np.abs(spec[f, k])
+            if mag_in <= 1e-20:
+                out[f, k] = 0.0
+                continue
+            target = (1.0 - w) * in_feat[f, k] + w * out_feat[f, k]
+            if not np.isfinite(target):
+                target = in_feat[f, k]
+            mag = np.exp(min(target, 30.0)) - EPS
+            if mag < 0.0:
+                mag = 0.0
+            out[f, k] = spec[f, k] * np.float32(mag / mag_in)

@@ -1,0 +1,148 @@
+"""Lock-free knob store shared by the GUI, MIDI, OSC, the CLI and the audio callback.
+
+Writers (any thread, or another process when the store sits in shared memory) set *targets*; the
+audio callback reads them once per block and smooths toward them itself (see ``engine.py``), so a knob
+jump never clicks. A target is one float64 slot of a numpy array: writing it is a single store that a
+reader can never see half-done, and no lock exists that the audio thread could wait on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_SLOTS = 4
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One knob: range, default, unit and whether it is per model slot."""
+
+    name: str
+    label: str
+    lo: float
+    hi: float
+    default: float
+    unit: str = ""
+    per_slot: bool = False
+    toggle: bool = False
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("amount", "Diffusion amount", 0.0, 1.0, 0.3, "", per_slot=True),
+    ParamSpec("noise_rate", "Noise rate", 0.01, 40.0, 2.0, "Hz", per_slot=True),
+    ParamSpec("freeze", "Freeze", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
+    ParamSpec("slot_bypass", "Slot bypass", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
+    ParamSpec("mix", "Mix", 0.0, 1.0, 1.0, ""),
+    ParamSpec("input_gain", "Input gain", -24.0, 24.0, 0.0, "dB"),
+    ParamSpec("output_gain", "Output gain", -24.0, 24.0, 0.0, "dB"),
+    ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True),
+    ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS"),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+GLOBAL_NAMES = tuple(s.name for s in SPECS if not s.per_slot)
+SLOT_NAMES = tuple(s.name for s in SPECS if s.per_slot)
+
+
+def _layout() -> dict[tuple[str, int], int]:
+    index: dict[tuple[str, int], int] = {}
+    for spec in SPECS:
+        for slot in range(MAX_SLOTS if spec.per_slot else 1):
+            index[(spec.name, slot)] = len(index)
+    return index
+
+
+LAYOUT = _layout()
+N_VALUES = len(LAYOUT)
+# Fixed indices the engine reads each block (plain ints: no dict look-ups in the callback).
+I_MIX = LAYOUT[("mix", 0)]
+I_IN_GAIN = LAYOUT[("input_gain", 0)]
+I_OUT_GAIN = LAYOUT[("output_gain", 0)]
+I_BYPASS = LAYOUT[("bypass", 0)]
+I_GATE = LAYOUT[("gate", 0)]
+I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
+I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
+I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])
+I_SLOT_BYPASS = np.array([LAYOUT[("slot_bypass", s)] for s in range(MAX_SLOTS)])
+
+
+class ParamError(ValueError):
+    """A knob name, slot or value that cannot be applied (one-line message)."""
+
+
+class Params:
+    """Knob targets in one float64 array, optionally backed by an external (shared-memory) buffer.
+
+    Parameters
+    ----------
+    buffer : writable buffer, optional
+        At least ``N_VALUES * 8`` bytes. Lets an engine in another process read the same knobs.
+    """
+
+    def __init__(self, buffer=None) -> None:
+        if buffer is None:
+            self.values = np.empty(N_VALUES, dtype=np.float64)
+            self.reset()
+        else:
+            self.values = np.ndarray((N_VALUES,), dtype=np.float64, buffer=buffer)
+
+    def reset(self) -> None:
+        """Set every knob to its default."""
+        for (name, slot), i in LAYOUT.items():
+            self.values[i] = SPEC_BY_NAME[name].default
+
+    @staticmethod
+    def check(name: str, value: float, slot: int = 0) -> float:
+        """Validate one knob value; return it as float or raise :class:`ParamError`."""
+        spec = SPEC_BY_NAME.get(name)
+        if spec is None:
+            raise ParamError(f"unknown knob {name!r}; known: {', '.join(SPEC_BY_NAME)}")
+        if not spec.per_slot and slot != 0:
+            raise ParamError(f"knob {name!r} is global; it has no slot {slot}")
+        if not 0 <= slot < MAX_SLOTS:
+            raise ParamError(f"slot {slot} out of range 0..{MAX_SLOTS - 1}")
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float, np.floating, np.integer)):
+            raise ParamError(f"knob {name!r} needs a number, got {type(value).__name__}")
+        value = float(value)
+        if not math.isfinite(value) or not spec.lo <= value <= spec.hi:
+            raise ParamError(f"knob {name!r} = {value} is outside {spec.lo}..{spec.hi} {spec.unit}".rstrip())
+        return value
+
+    def set(self, name: str, value: float, slot: int = 0) -> None:
+        """Set a knob target (validated; raises :class:`ParamError`)."""
+        value = self.check(name, value, slot)
+        self.values[LAYOUT[(name, slot)]] = value
+
+    def set_clamped(self, name: str, value: float, slot: int = 0) -> float:
+        """Set a knob, clamping to its range (for continuous controllers such as MIDI). Returns the value."""
+        spec = SPEC_BY_NAME[name]
+        value = min(max(float(value), spec.lo), spec.hi)
+        self.set(name, value, slot)
+        return value
+
+    def get(self, name: str, slot: int = 0) -> float:
+        """Current target of a knob."""
+        if (name, slot) not in LAYOUT:
+            raise ParamError(f"unknown knob {name!r} for slot {slot}")
+        return float(self.values[LAYOUT[(name, slot)]])
+
+    def snapshot(self) -> dict[str, float]:
+        """All knobs as ``{"name": v}`` for slot 0 and ``{"name@k": v}`` for other slots."""
+        return {(n if s == 0 else f"{n}@{s}"): float(self.values[i]) for (n, s), i in LAYOUT.items()}
+
+    def apply(self, values: dict[str, float]) -> None:
+        """Validate every entry of a :meth:`snapshot`-style dict first, then apply all (never half)."""
+        checked = []
+        for key, value in values.items():
+            name, _, slot_s = key.partition("@")
+            try:
+                slot = int(slot_s) if slot_s else 0
+            except ValueError:
+                raise ParamError(f"bad knob key {key!r}; use 'name' or 'name@slot'") from None
+            checked.append((LAYOUT.get((name, slot)), self.check(name, value, slot)))
+        for i, v in checked:
+            self.values[i] = v
