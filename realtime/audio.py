@@ -23,7 +23,7 @@ def _sd():
     try:
         import sounddevice as sd
     except OSError as exc:  # PortAudio missing
-        raise AudioDeviceError(f"PortAudio is not available ({exc}); install it: apt-get install libportaudio2")
+        raise AudioDeviceError(f"PortAudio is not available ({exc}); install it: apt-get install libportaudio2") from None
     return sd
 
 

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import blockdsp, params as P, stats as S
+from realtime import blockdsp
+from realtime import params as P
+from realtime import stats as S
 from realtime.config import StftConfig
 from realtime.diffusion import NoiseSource, rho_for_rate
 from realtime.features import apply_features_into, log_magnitude_into

@@ -68,14 +68,27 @@ def _fft_pair(x: np.ndarray, spec: np.ndarray, y: np.ndarray) -> None:
     c2r(spec, y, _AXES, False, 1.0 / y.shape[0], 1)
 
 
-def _time_per_call(fn: Callable[[], object], calls: int) -> np.ndarray:
-    t = np.empty(calls)
+def _time_interleaved(fns: dict[str, Callable[[], object]], calls: int, rounds: int = 20
+                      ) -> dict[str, np.ndarray]:
+    """Microseconds per call of each function, timed in alternating rounds.
+
+    Interleaving spreads load from other processes evenly over the candidates, so the ratio is fair
+    even on a busy machine.
+    """
     clock = time.perf_counter_ns
-    for i in range(calls):
-        t0 = clock()
-        fn()
-        t[i] = clock() - t0
-    return t / 1000.0
+    per_round = max(1, calls // rounds)
+    times = {name: np.empty(per_round * rounds) for name in fns}
+    for fn in fns.values():  # settle caches and branch predictors
+        for _ in range(200):
+            fn()
+    for r in range(rounds):
+        for name, fn in fns.items():
+            t = times[name]
+            for i in range(r * per_round, (r + 1) * per_round):
+                t0 = clock()
+                fn()
+                t[i] = clock() - t0
+    return {name: t / 1000.0 for name, t in times.items()}
 
 
 def _stats(name: str, us_per_hop: np.ndarray) -> float:
@@ -93,24 +106,21 @@ def bench_pipeline(cfg: StftConfig, block: int, hops: int) -> None:
 
     s = StreamingStft(cfg, max_block=max(block, 8192), block_size=block)
     s.warmup()
-    _time_per_call(lambda: s.process(x, y), 200)  # settle caches/branch predictors
-    fused = _stats("numba StreamingStft.process (fused)", _time_per_call(lambda: s.process(x, y), calls)
-                   / hops_per_call)
+    ref = NumpyStft(cfg, block)
 
     def engine_path() -> None:
         n = s.analyze(x)
         s.out_spec[:n] = s.spec[:n]
         s.synthesize(n, y)
 
-    _time_per_call(engine_path, 200)
-    engine = _stats("numba analyze + copy + synthesize (engine)", _time_per_call(engine_path, calls)
-                    / hops_per_call)
-
-    ref = NumpyStft(cfg, block)
-    _time_per_call(lambda: ref.process(x), 200)
-    npy = _stats("numpy (numpy.fft, python loop over frames)", _time_per_call(lambda: ref.process(x), calls)
-                 / hops_per_call)
-    print(f"  speed-up vs numpy: fused {npy / fused:.1f}x, engine path {npy / engine:.1f}x")
+    names = {"fused": "numba StreamingStft.process (fused)",
+             "engine": "numba analyze + copy + synthesize (engine)",
+             "numpy": "numpy (numpy.fft, python loop over frames)"}
+    t = _time_interleaved({"fused": lambda: s.process(x, y), "engine": engine_path,
+                           "numpy": lambda: ref.process(x)}, calls)
+    med = {k: _stats(names[k], v / hops_per_call) for k, v in t.items()}
+    print(f"  speed-up vs numpy: fused {med['numpy'] / med['fused']:.1f}x, "
+          f"engine path {med['numpy'] / med['engine']:.1f}x")
 
     # where the FFT runs: rocket-fft inside numba vs numpy.fft called from Python (out= avoids allocs)
     frame = rng.standard_normal(cfg.n_fft).astype(np.float32)
@@ -125,8 +135,9 @@ def bench_pipeline(cfg: StftConfig, block: int, hops: int) -> None:
         np.fft.irfft(spec_np, cfg.n_fft, out=back_np)
 
     print("  FFT only (rfft + irfft of one frame):")
-    _stats("rocket-fft r2c/c2r inside njit", _time_per_call(lambda: _fft_pair(frame, spec, back), 20000))
-    _stats("numpy.fft from Python (out=)", _time_per_call(numpy_pair, 20000))
+    t = _time_interleaved({"rocket": lambda: _fft_pair(frame, spec, back), "numpy": numpy_pair}, 20000)
+    _stats("rocket-fft r2c/c2r inside njit", t["rocket"])
+    _stats("numpy.fft from Python (out=)", t["numpy"])
 
 
 _STARTUP = (

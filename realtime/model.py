@@ -103,9 +103,13 @@ def open_session(path: str | Path) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), make_session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several private exception types
-        raise ModelError(f"{path.name}: onnxruntime cannot load it ({_ort_reason(exc)}); it is not an ONNX "
-                         f"model or it is truncated/corrupt ({size} bytes); re-export or re-download "
-                         "the model") from None
+        reason = _ort_reason(exc)
+        if reason.startswith(("INVALID_PROTOBUF", "NO_SUCHFILE")) or "No graph was found" in reason:
+            raise ModelError(f"{path.name}: onnxruntime cannot load it ({reason}); it is not an ONNX model "
+                             f"or it is truncated/corrupt ({size} bytes); re-export or re-download the "
+                             "model") from None
+        raise ModelError(f"{path.name}: onnxruntime cannot load the graph ({reason}); fix the export "
+                         "(run onnx.checker.check_model(model, full_check=True) on it)") from None
 
 
 def probe_features(cfg: StftConfig, frames: int = PROBE_FRAMES) -> tuple[np.ndarray, list[str]]:
@@ -317,31 +321,31 @@ def describe(path: str | Path, cfg: StftConfig | None = None, repeats: int = 300
     Never raises for a bad model: the error line is part of the report.
     """
     path = Path(path)
-    lines = [f"model:     {path}"]
+    lines = [f"model:           {path}"]
     try:
         props = dict(open_session(path).get_modelmeta().custom_metadata_map)
     except ModelError as exc:
-        return "\n".join(lines + [f"contract:  ERROR: {exc}"])
+        return "\n".join(lines + [f"contract check: ERROR: {exc}"])
     if props:
         width = max(len(k) for k in props) + 1
         lines.append("metadata:")
         for key in sorted(props):
             lines.append(f"  {key + ':':<{width}} {props[key]}")
     else:
-        lines.append("metadata:  (none)")
+        lines.append("metadata:        (none)")
     try:
         model = EffectModel(path, cfg)
     except ModelError as exc:
-        return "\n".join(lines + [f"contract:  ERROR: {exc}"])
-    lines.append(f"contract:  OK (contract v{model.info.contract_version}, {model.info.kind}, "
+        return "\n".join(lines + [f"contract check: ERROR: {exc}"])
+    lines.append(f"contract check: OK (contract v{model.info.contract_version}, {model.info.kind}, "
                  f"latent_dim {model.latent_dim}, {model.n_bins} bins)")
     if model.window_mismatch:
-        lines.append(f"window:    trained with {model.info.window}, engine runs {model.cfg.window} "
+        lines.append(f"window:          trained with {model.info.window}, engine runs {model.cfg.window} "
                      "(allowed; quality may differ slightly)")
     timing = measure_inference(model, (1, 8), repeats=repeats)
     parts = [f"{n} frame{'s' if n > 1 else ''}: median {t['median_us']:.1f} us, p99 {t['p99_us']:.1f} us"
              + (f" ({t['per_frame_median_us']:.1f} us/frame)" if n > 1 else "")
              for n, t in timing.items()]
     hop_us = 1e6 * model.cfg.hop / model.cfg.sample_rate
-    lines.append(f"inference: {'; '.join(parts)} (one hop lasts {hop_us:.0f} us)")
+    lines.append(f"inference:       {'; '.join(parts)} (one hop lasts {hop_us:.0f} us)")
     return "\n".join(lines)

@@ -90,7 +90,7 @@ class Params:
 
     def reset(self) -> None:
         """Set every knob to its default."""
-        for (name, slot), i in LAYOUT.items():
+        for (name, _slot), i in LAYOUT.items():
             self.values[i] = SPEC_BY_NAME[name].default
 
     @staticmethod

@@ -26,7 +26,16 @@ import numpy as np
 from rocket_fft import c2r, r2c
 
 from realtime.config import DEFAULT, StftConfig
-from realtime.ringbuffer import make_ring, rb_available, rb_read, rb_reset, rb_write, rb_write_zeros
+from realtime.ringbuffer import (
+    UNDERFLOWS,
+    RingBuffer,
+    make_ring,
+    rb_available,
+    rb_read,
+    rb_reset,
+    rb_write,
+    rb_write_zeros,
+)
 from realtime.windows import make_windows
 
 # Transform axis for rocket-fft's low-level API; a global so the kernels need not allocate it.
@@ -282,6 +291,8 @@ class StreamingStft:
     def synthesize(self, n: int, x_out: np.ndarray) -> None:
         """Overlap-add ``out_spec[:n]`` and fill ``x_out`` (same length as the analysed block)."""
         self._check(x_out, writable=True)
+        if not 0 <= n <= self.max_frames:  # the kernel does no bounds checks
+            raise ValueError(f"n={n} frames outside 0..max_frames ({self.max_frames})")
         synthesize_kernel(self.out_spec, n, self.ws, self._tmp, self._acc, self._out_buf, self._out_state,
                           x_out, self.hop)
 
@@ -310,7 +321,7 @@ class StreamingStft:
     @property
     def underflows(self) -> int:
         """Output samples zero-filled because synthesis was short (0 unless the API is misused)."""
-        return int(self._out_state[3])
+        return int(self._out_state[UNDERFLOWS])
 
     # -- helpers ----------------------------------------------------------------------------------
     def _check(self, x: np.ndarray, writable: bool) -> None:
@@ -331,3 +342,10 @@ def warmup(cfg: StftConfig = DEFAULT) -> None:
     s.warmup()
     x = np.zeros(2 * cfg.hop, dtype=np.float32)
     istft(stft(x, cfg), cfg)
+    rb = RingBuffer(4)  # the Python wrapper's entry points, for engine-side FIFOs
+    rb.write(x[:2])
+    rb.peek(x[:1])
+    rb.read(x[:3])
+    rb.available()
+    rb.space()
+    rb.reset()

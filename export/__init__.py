@@ -1,0 +1,1 @@
+"""Export of trained models to ONNX files that satisfy model contract v1 (docs/architecture.md)."""

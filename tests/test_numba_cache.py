@@ -1,0 +1,48 @@
+"""numba's on-disk cache: a second process loads every DSP kernel instead of compiling it.
+
+Checked through dispatcher statistics (cache hits/misses), never through timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PROBE = """
+import json
+import numba
+import realtime.ringbuffer as rb
+import realtime.stft as st
+st.warmup()
+stats = {}
+for mod in (rb, st):
+    for name, fn in vars(mod).items():
+        if isinstance(fn, numba.core.registry.CPUDispatcher) and fn.__module__ == mod.__name__:
+            s = fn.stats
+            stats[mod.__name__ + "." + name] = [sum(s.cache_hits.values()), sum(s.cache_misses.values())]
+print(json.dumps(stats))
+"""
+
+
+def _probe(cache_dir: Path) -> dict[str, list[int]]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_compiles_nothing(tmp_path: Path) -> None:
+    first = _probe(tmp_path)  # fresh cache directory: everything compiles
+    assert first["realtime.stft.process_kernel"][1] >= 1
+    second = _probe(tmp_path)
+    used = {name: hm for name, hm in second.items() if sum(hm)}
+    for name in ("process_kernel", "analyze_kernel", "synthesize_kernel", "_stft_kernel", "_istft_kernel"):
+        assert used[f"realtime.stft.{name}"][0] >= 1, name
+    misses = {name: hm[1] for name, hm in used.items() if hm[1]}
+    assert not misses, f"recompiled in the second process: {misses}"
