@@ -28,19 +28,26 @@ from realtime.stft import istft, istft_delay, stft
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 #: Frames more than this far (dB) below the clip's loudest frame are ignored by LSD (silence).
 LSD_RANGE_DB = 60.0
+#: Dynamic range of the LSD: bins more than this below the reference's loudest bin count as the floor.
+TOP_DB = 80.0
 BASELINE_BINS = 8
 HELDOUT_SEED = 20_240_601
 
 
 # ------------------------------------------------------------------------------------------ metrics
-def lsd_db(ref: np.ndarray, est: np.ndarray, range_db: float = LSD_RANGE_DB) -> float:
+def lsd_db(ref: np.ndarray, est: np.ndarray, top_db: float | None = TOP_DB,
+           range_db: float = LSD_RANGE_DB) -> float:
     """Log-spectral distance (dB) between two complex or magnitude spectrograms ``[frames, bins]``.
 
-    Per frame ``sqrt(mean_k (20 log10((|R|+eps) / (|E|+eps)))^2)``, averaged over frames whose energy is
-    within ``range_db`` of the loudest reference frame.
+    Per frame ``sqrt(mean_k (20 log10(max(|R|, fl) / max(|E|, fl)))^2)``, averaged over frames whose energy
+    is within ``range_db`` of the loudest reference frame. The floor ``fl`` is ``top_db`` below the
+    reference's loudest bin (like ``librosa.amplitude_to_db(top_db=80)``): differences deeper than that
+    are inaudible, and an absolute floor would make the score depend on the playback level. With
+    ``top_db=None`` the floor is the feature floor ``1e-5`` (about 140 dB below a full-scale sine).
     """
     r, e = np.abs(ref).astype(np.float64), np.abs(est).astype(np.float64)
-    d = 20.0 * np.log10((r + EPS) / (e + EPS))
+    fl = EPS if top_db is None else max(float(r.max()) * 10 ** (-top_db / 20), 1e-30)
+    d = 20.0 * np.log10(np.maximum(r, fl) / np.maximum(e, fl))
     per_frame = np.sqrt(np.mean(d ** 2, axis=1))
     energy = np.sum(r ** 2, axis=1)
     keep = energy > energy.max() * 10 ** (-range_db / 10) if energy.max() > 0 else np.ones_like(energy, bool)
@@ -120,14 +127,16 @@ def torch_fn(model) -> FeatureFn:
 
 # --------------------------------------------------------------------------------------- evaluation
 def reconstruction_metrics(fn: FeatureFn, clips: Sequence[Clip], cfg: StftConfig) -> dict[str, float]:
-    """Mean LSD and spectral convergence of ``fn`` and of the 8-bin smoothing baseline over ``clips``."""
-    rows = {"lsd_db": [], "lsd_baseline_db": [], "sc": [], "sc_baseline": []}
+    """Mean LSD (80 dB range, and absolute floor: ``lsd_abs``) and spectral convergence of ``fn`` and of
+    the 8-bin smoothing baseline (``*_baseline``) over ``clips``."""
+    rows: dict[str, list[float]] = {}
     for clip in clips:
         ref = stft(clip.audio, cfg)
         for key, proc in (("", fn), ("_baseline", smooth_bins)):
             est = stft(process_signal(clip.audio, proc, cfg), cfg)
-            rows[f"lsd{key}_db"].append(lsd_db(ref, est))
-            rows[f"sc{key}"].append(spectral_convergence(ref, est))
+            rows.setdefault(f"lsd{key}_db", []).append(lsd_db(ref, est))
+            rows.setdefault(f"lsd_abs{key}_db", []).append(lsd_db(ref, est, top_db=None))
+            rows.setdefault(f"sc{key}", []).append(spectral_convergence(ref, est))
     return {k: round(float(np.mean(v)), 4) for k, v in rows.items()}
 
 
@@ -197,10 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=HELDOUT_SEED)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
+    from realtime.contract import ModelError
+    from realtime.model import EffectModel
+
     try:
+        EffectModel(args.model)  # the engine's own validation, with its one-line messages
         fn, meta = onnx_fn(args.model)
-    except Exception as exc:  # the loader's message is the useful part, in one line
-        print(f"error: cannot load {args.model}: {' '.join(str(exc).split())}", file=sys.stderr)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = StftConfig(int(meta.get("sample_rate", 48000)), int(meta.get("n_fft", 512)), int(meta.get("hop", 128)),
                      meta.get("window", "sqrt_hann"))

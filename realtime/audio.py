@@ -104,6 +104,7 @@ class LiveStream:
         self._out = np.zeros(engine.block_size, np.float32)
         self._in = np.zeros(engine.block_size, np.float32)
         self.last_status = ""
+        self._devices: tuple[int, int, int] | None = None
 
     def _callback(self, indata, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()
@@ -118,11 +119,14 @@ class LiveStream:
             outdata.fill(0.0)
             st[S.XRUNS] += 1
 
-    def start(self) -> None:
-        """Open and start the stream (raises :class:`AudioDeviceError` with a one-line message)."""
+    def prepare(self) -> None:
+        """Resolve and check the devices and warm the engine up, without opening the stream.
+
+        Raises :class:`AudioDeviceError` (one line) for a missing device or a rate it cannot run; a host
+        calls this before it stops a running stream, so a bad choice never interrupts the sound.
+        """
         sd = _sd()
-        eng = self.engine
-        sr = eng.cfg.sample_rate
+        sr = self.engine.cfg.sample_rate
         i_dev = find_device(self.input_spec, "input")
         o_dev = find_device(self.output_spec, "output")
         for dev, kind in ((i_dev, "input"), (o_dev, "output")):
@@ -134,17 +138,27 @@ class LiveStream:
                 name = sd.query_devices(dev)["name"]
                 raise AudioDeviceError(
                     f"{kind} device {name!r} cannot run at {sr} Hz, the model's rate (it supports "
-                    f"{', '.join(map(str, rates)) or 'none of the usual rates'}); set the device or audio server "
-                    f"to {sr} Hz or pick another device") from None
-        out_ch = min(2, sd.query_devices(o_dev)["max_output_channels"])
-        eng.warmup()
+                    f"{', '.join(map(str, rates)) or 'none of the usual rates'}); "
+                    f"set the device or audio server to {sr} Hz or pick another device") from None
+        self._devices = (i_dev, o_dev, min(2, sd.query_devices(o_dev)["max_output_channels"]))
+        if not self.engine.warmed:
+            self.engine.warmup()
+
+    def start(self) -> None:
+        """Open and start the stream (raises :class:`AudioDeviceError` with a one-line message)."""
+        sd = _sd()
+        eng = self.engine
+        if self._devices is None:
+            self.prepare()
+        i_dev, o_dev, out_ch = self._devices
         try:
-            self.stream = sd.Stream(device=(i_dev, o_dev), samplerate=sr, blocksize=eng.block_size,
+            self.stream = sd.Stream(device=(i_dev, o_dev), samplerate=eng.cfg.sample_rate, blocksize=eng.block_size,
                                     channels=(1, out_ch), dtype="float32", latency="low",
                                     callback=self._callback, prime_output_buffers_using_stream_callback=False)
             self.stream.start()
         except Exception as exc:
             self.stream = None
+            self._devices = None
             raise AudioDeviceError(f"cannot open the audio stream: {exc}") from None
         lat_in, lat_out = self.stream.latency
         eng.stats.scalars[S.DEVICE_LATENCY_IN] = lat_in
@@ -168,6 +182,7 @@ class LiveStream:
         """Close, re-scan devices (a restarted audio server gets new ids) and start again."""
         self.stop()
         rescan()
+        self._devices = None  # device ids change when the server comes back
         self.start()
 
     def __enter__(self) -> LiveStream:

@@ -85,7 +85,7 @@ class ModelInfo:
     training_data: str
     producer: str
     description: str = ""
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict, hash=False)
 
     @property
     def n_bins(self) -> int:

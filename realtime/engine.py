@@ -128,6 +128,7 @@ class Engine:
         self._out_state = np.zeros(3, np.float64)
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
         self.last_error = ""
+        self.warmed = False
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -171,10 +172,12 @@ class Engine:
         rng = np.random.default_rng(0)
         n = self.block_size or 128
         out = np.zeros(n, np.float32)
+        saved = self.stats._flat.copy()  # warm-up blocks are not part of the record
         for _ in range(blocks):
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
-        self.stats.reset()
+        self.stats._flat[:] = saved
         self.reset()
+        self.warmed = True
 
     # -- hot swap (call from any non-audio thread) ------------------------------------------------
     def swap_model(self, path_or_model: str | Path | EffectModel, slot: int = 0) -> EffectModel:

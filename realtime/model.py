@@ -13,16 +13,18 @@ Two ways to run frames:
   (:attr:`~EffectModel.features_in` ...) through an IO binding made once per ``n``, writing into
   preallocated outputs. It is the faster path for the audio callback.
 
-Measured here (2-core VM, onnxruntime 1.32, export/thirdparty_example model, 2000 calls, median / p99):
+Measured here (2-core VM shared with other jobs, onnxruntime 1.32, 2000 calls after 200 warm-up,
+median / p99 in us), for the export/thirdparty_example model (linear, latent 8) and an untrained
+``models.vae.FrameVAE`` (257 -> 256 -> 128 -> z16 and back) exported by export/onnx_export.py:
 
-=================================================  ==================  ==================
-method                                              1 frame             8 frames
-=================================================  ==================  ==================
-``sess.run(None, feeds)``                           12.5 / 29 us        14.3 / 35 us
-``run_with_iobinding``, rebinding all 5 per call    18.7 / 48 us        20.6 / 67 us
-``run_with_iobinding``, binding cached per n        7.5 / 15 us         9.3 / 20 us
-``run_with_ort_values`` (OrtValue per call)         52 / 137 us         55 / 152 us
-=================================================  ==================  ==================
+=================================================  ==============  ==============  ==============  ==============
+method                                              example, 1 fr   example, 8 fr   VAE, 1 frame    VAE, 8 frames
+=================================================  ==============  ==============  ==============  ==============
+``sess.run(None, feeds)``                           12.5 / 29       14.3 / 35       33.5 / 82       61.2 / 132
+``run_with_iobinding``, rebinding all 5 per call    18.7 / 48       20.6 / 67       40.2 / 120      67.9 / 135
+``run_with_iobinding``, binding cached per n        7.5 / 15        9.3 / 20        24.9 / 50       53.7 / 86
+``run_with_ort_values`` (OrtValues made per call)   52 / 137        55 / 152        77 / 122        106 / 154
+=================================================  ==============  ==============  ==============  ==============
 
 Rebinding costs about 1 us per tensor, more than plain ``run`` saves, so the binding only pays off
 when it is made once for fixed buffers: hence :meth:`run_buffered`. Re-measure with

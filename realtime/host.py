@@ -1,0 +1,211 @@
+"""Engine hosts: what the GUI (and soak runs) drive. Two interchangeable implementations.
+
+:class:`LocalHost` runs the engine's stream in this process. :class:`ProcessHost` runs it in a child
+process, so a busy GUI thread can never hold the engine's GIL past a block deadline (Python's switch
+interval is 5 ms, longer than a 2.7 ms block); knobs and statistics then live in shared memory and
+commands (start, stop, load a model) travel over a pipe. Both keep the last good state when a
+command fails: a bad model or device raises a one-line error and the running stream is untouched.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from multiprocessing import shared_memory
+from pathlib import Path
+
+from realtime.params import N_VALUES, Params
+from realtime.stats import Stats
+
+
+class HostError(Exception):
+    """A command the host could not carry out (one-line message)."""
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from realtime.errors import USER_ERRORS
+
+    return USER_ERRORS
+
+
+class _Runner:
+    """Owns the engine + stream; used in-process by LocalHost and inside ProcessHost's child."""
+
+    def __init__(self, params: Params, stats: Stats) -> None:
+        self.params, self.stats = params, stats
+        self.live = None
+        self.config: dict | None = None
+
+    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+              seed: int = 0) -> dict:
+        from realtime.audio import LiveStream
+        from realtime.engine import Engine
+        from realtime.paths import resolve_model
+
+        engine = Engine([resolve_model(m) for m in models], block_size=block_size, window=window, seed=seed,
+                        params=self.params, stats=self.stats)  # validates every model before touching the stream
+        live = LiveStream(engine, input, output)
+        live.prepare()  # device errors surface here, while the old stream still plays
+        old = self.live
+        if old is not None:
+            old.stop()
+        try:
+            live.start()
+        except Exception:
+            if old is not None:  # keep the last good state running
+                old.start()
+            raise
+        self.live = live
+        self.config = {"models": [str(resolve_model(m)) for m in models], "input": input, "output": output,
+                       "block_size": block_size, "window": window, "seed": seed}
+        return self.describe()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def load_model(self, path: str, slot: int = 0) -> dict:
+        from realtime.paths import resolve_model
+
+        if self.live is None:
+            raise HostError("start the engine first")
+        self.live.engine.swap_model(resolve_model(path), slot)
+        self.config["models"][slot] = str(resolve_model(path))
+        return self.describe()
+
+    def restart(self) -> dict:
+        if self.config is None:
+            raise HostError("nothing to restart")
+        from realtime.audio import rescan
+
+        self.stop()
+        rescan()
+        c = self.config
+        return self.start(c["models"], c["input"], c["output"], c["block_size"], c["window"], c["seed"])
+
+    def describe(self) -> dict:
+        live = self.live
+        if live is None:
+            return {"running": False}
+        e = live.engine
+        return {"running": live.active, "models": list(self.config["models"]),
+                "latency_samples": e.latency_samples, "latency_ms": e.latency_ms, "sample_rate": e.cfg.sample_rate,
+                "block_size": e.block_size, "window": e.cfg.window, "last_error": e.last_error,
+                "latent_dim": e.slots[0].model.latent_dim, "n_bins": e.cfg.n_bins}
+
+
+class LocalHost:
+    """The engine and its stream in this process (simplest; fine without a busy GUI)."""
+
+    def __init__(self) -> None:
+        self.params = Params()
+        self.stats = Stats()
+        self._runner = _Runner(self.params, self.stats)
+
+    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+              seed: int = 0) -> dict:
+        return self._runner.start(models, input, output, block_size, window, seed)
+
+    def stop(self) -> None:
+        self._runner.stop()
+
+    def load_model(self, path: str, slot: int = 0) -> dict:
+        return self._runner.load_model(path, slot)
+
+    def restart(self) -> dict:
+        return self._runner.restart()
+
+    def describe(self) -> dict:
+        return self._runner.describe()
+
+    def close(self) -> None:
+        self.stop()
+
+
+def _child(conn, params_name: str, stats_name: str) -> None:
+    """ProcessHost's child: serve commands until 'close' (or the parent vanishes)."""
+    p_shm = shared_memory.SharedMemory(name=params_name)
+    s_shm = shared_memory.SharedMemory(name=stats_name)
+    runner = _Runner(Params(p_shm.buf), Stats(s_shm.buf))
+    errors = _user_errors() + (HostError,)
+    try:
+        while True:
+            try:
+                cmd, args, kwargs = conn.recv()
+            except (EOFError, OSError):
+                break
+            if cmd == "close":
+                break
+            try:
+                conn.send(("ok", getattr(runner, cmd)(*args, **kwargs)))
+            except errors as exc:
+                conn.send(("error", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - report, keep serving
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        runner.stop()
+        conn.close()
+        del runner
+        p_shm.close()
+        s_shm.close()
+
+
+class ProcessHost:
+    """The engine and its stream in a child process; knobs and statistics in shared memory."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._p_shm = shared_memory.SharedMemory(create=True, size=N_VALUES * 8)
+        self._s_shm = shared_memory.SharedMemory(create=True, size=Stats.nbytes())
+        self.params = Params(self._p_shm.buf)
+        self.params.reset()
+        self.stats = Stats(self._s_shm.buf)
+        self.stats.reset()
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no GUI threads or Qt state inherited
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_child, args=(child_conn, self._p_shm.name, self._s_shm.name),
+                                 daemon=True, name="audio-diffusion-engine")
+        self._proc.start()
+
+    def _call(self, cmd: str, *args, **kwargs):
+        if not self._proc.is_alive():
+            raise HostError(f"the engine process has exited (code {self._proc.exitcode}); restart the app")
+        self._conn.send((cmd, args, kwargs))
+        if not self._conn.poll(self.timeout):
+            raise HostError(f"the engine process did not answer '{cmd}' within {self.timeout:.0f} s")
+        status, value = self._conn.recv()
+        if status == "error":
+            raise HostError(value)
+        return value
+
+    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+              seed: int = 0) -> dict:
+        return self._call("start", [str(m) for m in models], input, output, block_size, window, seed)
+
+    def stop(self) -> None:
+        self._call("stop")
+
+    def load_model(self, path: str | Path, slot: int = 0) -> dict:
+        return self._call("load_model", str(path), slot)
+
+    def restart(self) -> dict:
+        return self._call("restart")
+
+    def describe(self) -> dict:
+        return self._call("describe")
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            try:
+                self._conn.send(("close", (), {}))
+            except OSError:
+                pass
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(2)
+        # Drop our numpy views before unmapping the shared blocks.
+        del self.params, self.stats
+        for shm in (self._p_shm, self._s_shm):
+            shm.close()
+            shm.unlink()
