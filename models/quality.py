@@ -204,13 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a folder of audio files")
     p.add_argument("--seconds", type=float, default=30.0, help="held-out audio per category (synthetic)")
     p.add_argument("--seed", type=int, default=HELDOUT_SEED)
+    p.add_argument("--timing", action="store_true",
+                   help="also time inference (1 thread, 1 and 8 frames per call) with the engine's loader")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
     from realtime.contract import ModelError
     from realtime.model import EffectModel
 
     try:
-        EffectModel(args.model)  # the engine's own validation, with its one-line messages
+        loaded = EffectModel(args.model)  # the engine's own validation, with its one-line messages
         fn, meta = onnx_fn(args.model)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -229,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     metrics = evaluate(fn, kind, sets, cfg)
+    if args.timing:
+        from realtime.model import measure_inference
+
+        for n, t in measure_inference(loaded, (1, 8), repeats=2000).items():
+            metrics[f"infer_{n}frame_median_us"] = round(t["median_us"], 1)
+            metrics[f"infer_{n}frame_p99_us"] = round(t["p99_us"], 1)
     if args.json:
         print(json.dumps(metrics, sort_keys=True))
     else:

@@ -7,12 +7,16 @@ channel goes in, the processed signal goes to every output channel.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 
 from realtime import stats as S
 from realtime.engine import Engine
+
+
+SWITCH_INTERVAL = 0.0005
 
 
 class AudioDeviceError(Exception):
@@ -145,8 +149,15 @@ class LiveStream:
             self.engine.warmup()
 
     def start(self) -> None:
-        """Open and start the stream (raises :class:`AudioDeviceError` with a one-line message)."""
+        """Open and start the stream (raises :class:`AudioDeviceError` with a one-line message).
+
+        Also shortens Python's GIL switch interval to 0.5 ms: each time the callback releases the GIL
+        (inside numba kernels and onnxruntime) another thread may take it, and by default could keep it
+        for 5 ms, twice a 128-sample block. For a GUI, run the engine in its own process
+        (:class:`realtime.host.ProcessHost`).
+        """
         sd = _sd()
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         eng = self.engine
         if self._devices is None:
             self.prepare()

@@ -59,6 +59,16 @@ class Slot:
     backoff: int = BACKOFF_BLOCKS
 
 
+def _run_model(model: EffectModel, features: np.ndarray, amount: np.ndarray, noise: np.ndarray,
+               nf: int) -> tuple[np.ndarray, np.ndarray]:
+    """One onnxruntime call for ``nf`` frames through the model's pre-bound buffers (fastest path:
+    25 us vs 34 us per VAE frame for plain ``run``). The outputs are views, valid until its next call."""
+    model.features_in[:nf] = features
+    model.amount_in[:nf] = amount
+    model.noise_in[:nf] = noise
+    return model.run_buffered(nf)
+
+
 def _as_model(m: str | Path | EffectModel, cfg: StftConfig | None, max_frames: int) -> EffectModel:
     return m if isinstance(m, EffectModel) else EffectModel(m, cfg, max_frames=max_frames)
 
@@ -173,6 +183,8 @@ class Engine:
         n = self.block_size or 128
         out = np.zeros(n, np.float32)
         saved = self.stats._flat.copy()  # warm-up blocks are not part of the record
+        for slot in self.slots:
+            slot.model.warm_up()  # one io binding per frame count, made here rather than in the callback
         for _ in range(blocks):
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
         self.stats._flat[:] = saved
@@ -192,6 +204,7 @@ class Engine:
             from realtime.contract import ModelError
             raise ModelError(f"{Path(model.info.path).name}: its added delay differs from the running model's; "
                              "restart the engine with it instead of hot-swapping")
+        model.warm_up()
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
         self.slots[slot].pending = (model, noise)  # a single attribute store: the audio thread picks it up
         return model
@@ -306,7 +319,7 @@ class Engine:
             amount[:] = 1.0
             noise[:] = slot.held_z
         try:
-            out, mu = slot.model.run(cur, amount, noise)
+            out, mu = _run_model(slot.model, cur, amount, noise, nf)
             if slot.incoming is not None:
                 out = self._crossfade_in(slot, cur, amount, out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
@@ -331,7 +344,7 @@ class Engine:
         noise = noise_src.draw(nf, rho)
         if frozen and noise.shape[1] == slot.held_z.shape[0]:
             noise[:] = slot.held_z
-        new_out, _ = model.run(cur, amount, noise)
+        new_out, _ = _run_model(model, cur, amount, noise, nf)
         mixed = self._feat_out[:nf]
         for f in range(nf):
             t = min((slot.xfade + f + 1) / SWAP_XFADE_FRAMES, 1.0)

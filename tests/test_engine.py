@@ -155,10 +155,10 @@ class SlowModel(EffectModel):
 
     slow = False
 
-    def run(self, features, amount, noise_):
+    def run_buffered(self, n):
         if self.slow:
             time.sleep(0.004)
-        return super().run(features, amount, noise_)
+        return super().run_buffered(n)
 
 
 def test_deadline_guard_falls_back_continuously_and_recovers(tp_model):
