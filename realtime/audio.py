@@ -15,7 +15,6 @@ import numpy as np
 from realtime import stats as S
 from realtime.engine import Engine
 
-
 SWITCH_INTERVAL = 0.0005
 
 
@@ -27,7 +26,8 @@ def _sd():
     try:
         import sounddevice as sd
     except OSError as exc:  # PortAudio missing
-        raise AudioDeviceError(f"PortAudio is not available ({exc}); install it: apt-get install libportaudio2") from None
+        raise AudioDeviceError(f"PortAudio is not available ({exc}); "
+                               "install it: apt-get install libportaudio2") from None
     return sd
 
 

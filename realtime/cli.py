@@ -41,8 +41,9 @@ def cmd_process(args) -> int:
     report = process_file(args.input, args.output, _models(args), amount=args.amount, noise_rate=args.noise_rate,
                           mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
                           align=args.align, show_progress=not args.quiet)
+    comp = ", compensated" if args.align else ""
     print(f"wrote {report['output']}: {report['seconds']:.2f} s at {report['rate']} Hz, latency "
-          f"{report['latency_samples']} samples ({report['latency_ms']:.2f} ms{', compensated' if args.align else ''}), "
+          f"{report['latency_samples']} samples ({report['latency_ms']:.2f} ms{comp}), "
           f"{report['realtime_factor']:.0f}x real time, {report['misses']} misses")
     return 0
 
@@ -54,51 +55,61 @@ def _status_line(s: dict) -> str:
 
 
 def cmd_live(args) -> int:
-    from realtime.audio import AudioDeviceError, LiveStream
-    from realtime.engine import Engine
-    from realtime.params import Params
+    from realtime.host import HostError, ProcessHost
 
-    params = Params()
-    for slot in range(len(_models(args))):
-        params.set("amount", args.amount, slot)
-        params.set("noise_rate", args.noise_rate, slot)
-    params.set("mix", args.mix)
-    engine = Engine(_models(args), block_size=args.blocksize, window=args.window, seed=args.seed, params=params)
-    live = LiveStream(engine, args.input, args.output)
-    live.start()
-    print(f"live: {engine.cfg.sample_rate} Hz, block {args.blocksize}, algorithmic latency "
-          f"{engine.latency_samples} samples ({engine.latency_ms:.2f} ms); Ctrl-C stops", file=sys.stderr)
-    t_end = time.monotonic() + args.seconds if args.seconds else float("inf")
-    last_count, last_change = -1, time.monotonic()
+    models = [str(m) for m in _models(args)]
+    host = ProcessHost()  # the engine gets its own process and GIL; knobs and stats in shared memory
     try:
-        while time.monotonic() < t_end:
-            time.sleep(0.2)
-            s = engine.stats.summary()
-            if s["callbacks"] != last_count:
-                last_count, last_change = s["callbacks"], time.monotonic()
-            elif time.monotonic() - last_change > 1.0:
-                # The device (or audio server) stopped calling us: say so once, then try to restart.
-                print("\naudio device stopped responding; retrying every 2 s (Ctrl-C quits)", file=sys.stderr)
-                while time.monotonic() < t_end:
-                    time.sleep(2.0)
-                    try:
-                        live.restart()
-                        print("audio restarted", file=sys.stderr)
-                        break
-                    except AudioDeviceError:
-                        continue
-                last_change = time.monotonic()
-            if not args.quiet:
-                sys.stderr.write("\r" + _status_line(s))
-                sys.stderr.flush()
+        for slot in range(len(models)):
+            host.params.set("amount", args.amount, slot)
+            host.params.set("noise_rate", args.noise_rate, slot)
+        host.params.set("mix", args.mix)
+        info = host.start(models, args.input, args.output, args.blocksize, args.window, args.seed)
+        print(f"live: {info['sample_rate']} Hz, block {info['block_size']}, algorithmic latency "
+              f"{info['latency_samples']} samples ({info['latency_ms']:.2f} ms); Ctrl-C stops", file=sys.stderr)
+        watch_live(host, args.seconds, quiet=args.quiet)
+        print(json.dumps(host.stats.summary()))
+    except HostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         pass
     finally:
-        live.stop()
-        if not args.quiet:
-            sys.stderr.write("\n")
-    print(json.dumps(engine.stats.summary()))
+        host.close()
     return 0
+
+
+def watch_live(host, seconds: float, quiet: bool = False, stall_s: float = 1.0, retry_s: float = 2.0) -> None:
+    """Print a refreshing status line; when callbacks stop (device or audio server gone), say so in one
+    line and restart the engine process every ``retry_s`` until the device is back."""
+    from realtime.host import HostError
+
+    t_end = time.monotonic() + seconds if seconds else float("inf")
+    last_count, last_change = -1, time.monotonic()
+    while time.monotonic() < t_end:
+        time.sleep(0.2)
+        s = host.stats.summary()
+        if s["callbacks"] != last_count:
+            last_count, last_change = s["callbacks"], time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            print("\naudio device stopped responding; restarting every "
+                  f"{retry_s:.0f} s until it is back (Ctrl-C quits)", file=sys.stderr, flush=True)
+            while time.monotonic() < t_end:
+                time.sleep(retry_s)
+                try:
+                    host.restart()
+                except HostError as exc:
+                    if not quiet:
+                        print(f"still waiting: {exc}", file=sys.stderr, flush=True)
+                    continue
+                print("audio restarted", file=sys.stderr, flush=True)
+                break
+            last_count, last_change = -1, time.monotonic()
+        if not quiet:
+            sys.stderr.write("\r" + _status_line(s))
+            sys.stderr.flush()
+    if not quiet:
+        sys.stderr.write("\n")
 
 
 def cmd_demo(args) -> int:

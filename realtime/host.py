@@ -124,34 +124,39 @@ class LocalHost:
 
 def _child(conn, params_name: str, stats_name: str) -> None:
     """ProcessHost's child: serve commands until 'close' (or the parent vanishes)."""
+    import os
+
     p_shm = shared_memory.SharedMemory(name=params_name)
     s_shm = shared_memory.SharedMemory(name=stats_name)
     runner = _Runner(Params(p_shm.buf), Stats(s_shm.buf))
     errors = _user_errors() + (HostError,)
-    try:
-        while True:
-            try:
-                cmd, args, kwargs = conn.recv()
-            except (EOFError, OSError):
-                break
-            if cmd == "close":
-                break
-            try:
-                conn.send(("ok", getattr(runner, cmd)(*args, **kwargs)))
-            except errors as exc:
-                conn.send(("error", str(exc)))
-            except Exception as exc:  # noqa: BLE001 - report, keep serving
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        runner.stop()
-        conn.close()
-        del runner
-        p_shm.close()
-        s_shm.close()
+    while True:
+        try:
+            cmd, args, kwargs = conn.recv()
+        except (EOFError, OSError):
+            break
+        if cmd == "close":
+            break
+        try:
+            conn.send(("ok", getattr(runner, cmd)(*args, **kwargs)))
+        except errors as exc:
+            conn.send(("error", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    runner.stop()
+    conn.close()
+    # Leave without atexit handlers: PortAudio's JACK host API aborts the process in Pa_Terminate when
+    # the server has gone away, and a child that exits is all the parent needs.
+    os._exit(0)
 
 
 class ProcessHost:
-    """The engine and its stream in a child process; knobs and statistics in shared memory."""
+    """The engine and its stream in a child process; knobs and statistics in shared memory.
+
+    :meth:`restart` replaces the child with a fresh one (same knobs, same statistics memory) and starts
+    the last good configuration again: that is how the host survives an audio server or device that
+    vanished, without restarting the application.
+    """
 
     def __init__(self, timeout: float = 30.0) -> None:
         self.timeout = timeout
@@ -161,15 +166,20 @@ class ProcessHost:
         self.params.reset()
         self.stats = Stats(self._s_shm.buf)
         self.stats.reset()
+        self._config: tuple | None = None
+        self._spawn()
+
+    def _spawn(self) -> None:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no GUI threads or Qt state inherited
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(target=_child, args=(child_conn, self._p_shm.name, self._s_shm.name),
                                  daemon=True, name="audio-diffusion-engine")
         self._proc.start()
+        child_conn.close()
 
     def _call(self, cmd: str, *args, **kwargs):
         if not self._proc.is_alive():
-            raise HostError(f"the engine process has exited (code {self._proc.exitcode}); restart the app")
+            raise HostError(f"the engine process has exited (code {self._proc.exitcode}); restart it")
         self._conn.send((cmd, args, kwargs))
         if not self._conn.poll(self.timeout):
             raise HostError(f"the engine process did not answer '{cmd}' within {self.timeout:.0f} s")
@@ -180,19 +190,36 @@ class ProcessHost:
 
     def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
               seed: int = 0) -> dict:
-        return self._call("start", [str(m) for m in models], input, output, block_size, window, seed)
+        config = ([str(m) for m in models], input, output, block_size, window, seed)
+        info = self._call("start", *config)
+        self._config = config
+        return info
 
     def stop(self) -> None:
         self._call("stop")
 
     def load_model(self, path: str | Path, slot: int = 0) -> dict:
-        return self._call("load_model", str(path), slot)
+        info = self._call("load_model", str(path), slot)
+        if self._config is not None:
+            self._config[0][slot] = str(path)
+        return info
 
     def restart(self) -> dict:
-        return self._call("restart")
+        """Replace the engine process and start the last good configuration again."""
+        if self._config is None:
+            raise HostError("nothing to restart: start the engine first")
+        self._kill()
+        self._spawn()
+        return self._call("start", *self._config)
 
     def describe(self) -> dict:
         return self._call("describe")
+
+    def _kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()  # SIGKILL: a child stuck in a dead audio server must not block us
+        self._proc.join(5)
+        self._conn.close()
 
     def close(self) -> None:
         if self._proc.is_alive():
@@ -201,9 +228,7 @@ class ProcessHost:
             except OSError:
                 pass
             self._proc.join(5)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join(2)
+        self._kill()
         # Drop our numpy views before unmapping the shared blocks.
         del self.params, self.stats
         for shm in (self._p_shm, self._s_shm):

@@ -1,0 +1,75 @@
+"""A real, hardware-free audio server: JACK's dummy backend, real-time paced (tests, soak, benchmarks).
+
+PortAudio reaches it through its JACK host API. Each server gets its own name (``JACK_DEFAULT_SERVER``),
+so tests never touch a user's JACK, and PortAudio is re-initialised after start and stop so it sees
+(or forgets) the server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+RATE = 48_000
+PERIOD = 128
+
+
+class JackServer:
+    """``jackd -d dummy`` started and stopped by tests."""
+
+    def __init__(self, name: str, rate: int = RATE, period: int = PERIOD, log_dir: Path | None = None) -> None:
+        self.name, self.rate, self.period = name, rate, period
+        self.log = (log_dir or Path("/tmp")) / f"jackd-{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> JackServer:
+        if shutil.which("jackd") is None:
+            raise RuntimeError("jackd is not installed; run 'make setup' (installs jackd2)")
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
+        os.environ.setdefault("JACK_NO_START_SERVER", "1")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(["jackd", "-n", self.name, "-d", "dummy",
+                                          "-r", str(self.rate), "-p", str(self.period)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r = subprocess.run(["jack_wait", "-c", "-s", self.name], capture_output=True, text=True)
+            if "running" in r.stdout:
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited: {self.log.read_text()[-500:]}")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("jackd did not come up within 15 s")
+        # jack_wait can report "running" a moment before the server accepts PortAudio's client; re-scan
+        # until PortAudio sees the JACK host API.
+        import sounddevice as sd
+
+        from realtime.audio import rescan
+
+        while time.monotonic() < deadline + 5:
+            rescan()
+            if any(api["name"].startswith("JACK") and api["devices"] for api in sd.query_hostapis()):
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("PortAudio does not see the JACK server")
+
+    def stop(self) -> None:
+        """Stop the server. PortAudio is shut down first: its JACK host API aborts the process when it
+        is terminated after the server has gone, so it must let go of the server while it is alive."""
+        import sounddevice as sd
+
+        sd._terminate()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        sd._initialize()
