@@ -99,7 +99,8 @@ class LiveStream:
         Device index or name substring (``None``: default device).
     """
 
-    def __init__(self, engine: Engine, input: int | str | None = None, output: int | str | None = None) -> None:
+    def __init__(self, engine: Engine, input: int | str | None = None, output: int | str | None = None,
+                 record_samples: int = 0) -> None:
         if not engine.block_size:
             raise ValueError("a live stream needs an engine with a fixed block_size")
         self.engine = engine
@@ -109,6 +110,11 @@ class LiveStream:
         self._in = np.zeros(engine.block_size, np.float32)
         self.last_status = ""
         self._devices: tuple[int, int, int] | None = None
+        #: Optional capture of the first ``record_samples`` of input and output as the callback saw them
+        #: (preallocated; lets tests check live output against offline processing of the same input).
+        self.rec_in = np.zeros(record_samples, np.float32)
+        self.rec_out = np.zeros(record_samples, np.float32)
+        self.rec_len = 0
 
     def _callback(self, indata, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()
@@ -119,6 +125,11 @@ class LiveStream:
             self._in[:] = indata[:, 0]
             self.engine.process_block(self._in, self._out, t0)
             outdata[:] = self._out[:, None]
+            r = self.rec_len
+            if r + frames <= self.rec_in.shape[0]:
+                self.rec_in[r:r + frames] = self._in
+                self.rec_out[r:r + frames] = self._out
+                self.rec_len = r + frames
         else:  # PortAudio promised a fixed size; never process a block the engine cannot serve
             outdata.fill(0.0)
             st[S.XRUNS] += 1

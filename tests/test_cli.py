@@ -1,0 +1,85 @@
+"""The command line as a user runs it: one-line errors with exit code 2, offline processing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "realtime.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
+    x = (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32)  # peaks below the limiter
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 48000, subtype="FLOAT")
+    outs = []
+    for i in range(2):
+        dst = tmp_path / f"out{i}.wav"
+        r = run_cli("process", str(src), str(dst), "--model", str(tp_model), "--amount", "0.7", "--seed", "4",
+                    "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert "latency 384 samples (8.00 ms)" in r.stdout
+        outs.append(sf.read(dst, dtype="float32")[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    dst = tmp_path / "dry.wav"
+    r = run_cli("process", str(src), str(dst), "--model", str(tp_model), "--mix", "0", "--align", "--quiet")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(sf.read(dst, dtype="float32")[0], x)
+
+
+def test_process_resamples_other_rates(tmp_path, tp_model):
+    src = tmp_path / "in44.wav"
+    sf.write(src, np.zeros(44100, np.float32), 44100)
+    r = run_cli("process", str(src), str(tmp_path / "o.wav"), "--model", str(tp_model), "--quiet")
+    assert r.returncode == 0, r.stderr
+    data, sr = sf.read(tmp_path / "o.wav")
+    assert sr == 48000 and len(data) == 48000
+
+
+def test_user_errors_are_one_line(tmp_path, tp_model):
+    assert_one_line_error(run_cli("process", str(tmp_path / "missing.wav"), str(tmp_path / "o.wav"),
+                                  "--model", str(tp_model)), "missing.wav", "no such file")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF nonsense")
+    assert_one_line_error(run_cli("process", str(garbage), str(tmp_path / "o.wav"), "--model", str(tp_model)),
+                          "garbage.wav")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 10)
+    assert_one_line_error(run_cli("process", str(garbage), str(tmp_path / "o.wav"), "--model", str(bad)),
+                          "bad.onnx")
+    r = run_cli("info", str(bad))
+    assert r.returncode == 1 and "contract check: ERROR" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_info_reports_contract_and_timing(tp_model):
+    r = run_cli("info", str(tp_model))
+    assert r.returncode == 0, r.stderr
+    assert "contract check: OK" in r.stdout and "median" in r.stdout
+
+
+def test_live_cli_runs_on_the_test_server(jack, tp_model):
+    r = run_cli("live", "--model", str(tp_model), "--input", "system", "--output", "system", "--seconds", "2",
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["callbacks"] > 0.9 * 2 * 48000 / 128
+    assert summary["misses"] == 0
