@@ -132,3 +132,26 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
     state[1] = g
     state[2] = env if env > 1e-30 else 0.0
     return peak, ss, min_gain
+
+
+@numba.njit(cache=True, nogil=True)
+def gate_weights(mean_square: np.ndarray, threshold: float, state: np.ndarray, out: np.ndarray) -> float:
+    """Per-frame wet weight of the noise gate: opens within one frame, closes over ~6 frames (~16 ms at
+    hop 128) so decays are not chopped. ``state[0]`` carries the weight between blocks; returns the last."""
+    g = state[0]
+    for f in range(out.shape[0]):
+        target = 1.0 if mean_square[f] >= threshold else 0.0
+        g = target if target > g else g + 0.15 * (target - g)
+        out[f] = g
+    state[0] = g
+    return g
+
+
+@numba.njit(cache=True, nogil=True)
+def ramp_column(out: np.ndarray, start: float, target: float, k: float) -> float:
+    """Fill ``out[:, 0]`` with a one-pole approach from ``start`` to ``target``; returns the last value."""
+    a = start
+    for f in range(out.shape[0]):
+        a = _approach(a, target, k)
+        out[f, 0] = a
+    return a

@@ -131,9 +131,9 @@ class Engine:
         self._feat_in = np.zeros((nf, nb), np.float32)
         self._feat_out = np.zeros((nf, nb), np.float32)
         self._amount = np.zeros((nf, 1), np.float32)
-        self._noise = np.zeros((nf, 1), np.float32)
         self._frame_ms = np.zeros(nf, np.float64)
         self._frame_wet = np.zeros(nf, np.float32)
+        self._gate = np.zeros(1, np.float64)
         self._in_state = np.zeros(1, np.float64)
         self._out_state = np.zeros(3, np.float64)
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
@@ -163,7 +163,7 @@ class Engine:
         v = self.params.values
         self._in_state[0] = 10.0 ** (v[P.I_IN_GAIN] / 20.0)
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
-        self._gate = 0.0
+        self._gate[0] = 0.0
         for k, s in enumerate(self.slots):
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
@@ -283,13 +283,7 @@ class Engine:
         if not block_ok:
             st[S.MISSES] += 1
         fw = self._frame_wet[:nf]
-        g = self._gate
-        for f in range(nf):
-            target = 1.0 if self._frame_ms[f] >= thresh else 0.0
-            # Open fast (one frame), close over ~50 ms so decays are not chopped.
-            g = target if target > g else g + 0.15 * (target - g)
-            fw[f] = g
-        self._gate = g
+        g = blockdsp.gate_weights(self._frame_ms[:nf], thresh, self._gate, fw)
         st[S.GATE_OPEN] = 1.0 if g > 0.5 else 0.0
         out_spec = self.stft.out_spec[:nf]
         if cur is feat_in:
@@ -305,12 +299,7 @@ class Engine:
         """Run one slot on ``nf`` frames; ``None`` when the model failed (the caller falls back)."""
         v = self.params.values
         amount = self._amount[:nf]
-        a_target = float(v[P.I_AMOUNT[k]])
-        a = slot.amount
-        for f in range(nf):
-            a += self.k_frame * (a_target - a)
-            amount[f, 0] = a
-        slot.amount = a
+        a = slot.amount = blockdsp.ramp_column(amount, slot.amount, float(v[P.I_AMOUNT[k]]), self.k_frame)
         rho = rho_for_rate(float(v[P.I_NOISE_RATE[k]]), self.frame_rate)
         noise = slot.noise.draw(nf, rho)
         frozen = v[P.I_FREEZE[k]] >= 0.5

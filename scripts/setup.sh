@@ -2,7 +2,7 @@
 # Idempotent environment setup used by `make demo`, `make test` and CI.
 # Installs the Debian packages the project needs (as root), creates .venv and installs the project with
 # the exact pins in constraints.txt. A second run does nothing but check stamps (a few hundred ms).
-set -euo pipefail
+set -euo pipefail  # pipefail: a failing pip fails the setup even through the filter
 cd "$(dirname "$0")/.."
 
 DEB_PKGS="libportaudio2 jackd2 xvfb xauth fonts-dejavu-core espeak-ng libxkbcommon-x11-0 libxcb-icccm4 \
@@ -36,7 +36,8 @@ stamp=.venv/.stamp-install
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     echo "setup: installing the project into .venv (pinned by constraints.txt)"
     # torch first and exactly pinned: any looser spec would pull a multi-GB CUDA build.
-    .venv/bin/pip install -q -c constraints.txt "torch==2.13.0"
-    .venv/bin/pip install -q -c constraints.txt -e ".[train,test,bench]"
+    # (pip's "Location ... is ignored" lines come from this machine's extra index config: noise, filtered.)
+    .venv/bin/pip install -q -c constraints.txt "torch==2.13.0" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    .venv/bin/pip install -q -c constraints.txt -e ".[train,test,bench]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
