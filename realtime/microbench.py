@@ -38,6 +38,10 @@ class NumpyStft:
         g = np.gcd(block_size, cfg.hop)
         self.out = np.zeros(cfg.hop - g, dtype=np.float32)
 
+    def transform(self, spec: np.ndarray) -> np.ndarray:
+        """Per-frame spectral processing (identity here; realtime/baselines.py overrides it)."""
+        return spec
+
     def process(self, x: np.ndarray) -> np.ndarray:
         hop, n_fft, s = self.cfg.hop, self.cfg.n_fft, self.cfg.synthesis_len
         data = np.concatenate([self.pending, x])
@@ -47,7 +51,7 @@ class NumpyStft:
             self.frame[:-hop] = self.frame[hop:]
             self.frame[-hop:] = data[i : i + hop]
             i += hop
-            spec = np.fft.rfft(self.frame * self.wa)
+            spec = self.transform(np.fft.rfft(self.frame * self.wa))
             y = np.fft.irfft(spec, n_fft).astype(np.float32)
             self.acc += y[n_fft - s :] * self.ws[n_fft - s :]
             pieces.append(self.acc[:hop].copy())
