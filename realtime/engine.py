@@ -30,7 +30,6 @@ from realtime import params as P
 from realtime import stats as S
 from realtime.config import StftConfig
 from realtime.diffusion import NoiseSource, rho_for_rate
-from realtime.features import apply_features_into, log_magnitude_into
 from realtime.model import EffectModel
 from realtime.ringbuffer import RingBuffer
 from realtime.stft import StreamingStft
@@ -50,12 +49,12 @@ class Slot:
     model: EffectModel
     noise: NoiseSource
     amount: float = 0.0                 # smoothed per frame
-    wet: float = 1.0                    # per-frame fallback weight (0 = dry spectrum)
     held_z: np.ndarray = field(default=None)  # type: ignore[assignment]
     pending: tuple | None = None        # (model, noise) waiting to be crossfaded in
     incoming: tuple | None = None       # (model, noise) being crossfaded in
     xfade: int = 0
     skip_blocks: int = 0
+    failures: int = 0                   # consecutive failed or late blocks
     backoff: int = BACKOFF_BLOCKS
 
 
@@ -95,7 +94,7 @@ class Engine:
 
     def __init__(self, models: Sequence[str | Path | EffectModel], *, block_size: int | None = 128,
                  window: str | None = None, seed: int = 0, params: P.Params | None = None,
-                 stats: S.Stats | None = None, deadline_share: float = 0.75, max_block: int = 8192,
+                 stats: S.Stats | None = None, deadline_share: float = 0.9, max_block: int = 8192,
                  ceiling_db: float = -1.0) -> None:
         if not models:
             raise ValueError("the engine needs at least one model")
@@ -167,9 +166,9 @@ class Engine:
         for k, s in enumerate(self.slots):
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
-            s.wet = 1.0
             s.held_z[:] = 0.0
             s.skip_blocks = 0
+            s.failures = 0
             s.backoff = BACKOFF_BLOCKS
         st = self.stats.scalars
         st[S.ALGO_LATENCY] = self.latency_samples
@@ -230,36 +229,29 @@ class Engine:
     def _process(self, x_in: np.ndarray, x_out: np.ndarray, n: int, t0: float) -> None:
         v = self.params.values
         st = self.stats.scalars
-        x = self._x[:n]
-        bad, peak, ss = blockdsp.sanitize_input(x_in, x, self._in_state, 10.0 ** (v[P.I_IN_GAIN] / 20.0),
-                                                self.k_sample)
-        if bad:
-            st[S.BAD_INPUT] += 1
-        st[S.IN_PEAK] = peak
-        st[S.IN_RMS] = math.sqrt(ss / max(n, 1))
-        self._dry_line.write(x)
-        self._dry_line.read(self._dry[:n])
-        nf = self.stft.analyze(x)
-        if nf:
-            self._frames(nf, t0)
-        self.stft.synthesize(nf, self._wet[:n])
+        ss = self.stft
+        if x_in.dtype != np.float32 or x_in.ndim != 1 or n > self.max_block or n % ss.granule:
+            raise ValueError(f"blocks must be 1-D float32 of a multiple of {ss.granule} samples, "
+                             f"at most {self.max_block}")
+        dry, wet = self._dry[:n], self._wet[:n]
+        nf = blockdsp.pre_block(
+            x_in, self._x[:n], self._in_state, 10.0 ** (v[P.I_IN_GAIN] / 20.0), self.k_sample,
+            self._dry_line.buf, self._dry_line.state, dry, ss._in_buf, ss._in_state, ss._frame, ss.wa, ss._tmp,
+            ss.spec, ss.hop, self._feat_in, self._ms_norm, self._frame_ms, 10.0 ** (v[P.I_GATE] / 10.0), self._gate,
+            self._frame_wet, st)
+        cur = self._run_chain(nf, t0) if nf else self._feat_in
         mix = 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX]
-        opeak, oss, lim = blockdsp.mix_limit(self._dry[:n], self._wet[:n], x_out, self._out_state, mix,
-                                             10.0 ** (v[P.I_OUT_GAIN] / 20.0), self.k_sample, self.ceiling,
-                                             self.release)
-        st[S.OUT_PEAK] = opeak
-        st[S.OUT_RMS] = math.sqrt(oss / max(n, 1))
-        st[S.LIMITER_GR_DB] = -20.0 * math.log10(lim)
+        blockdsp.post_block(
+            nf, ss.spec, self._feat_in, cur, cur is not self._feat_in, self._frame_wet, ss.out_spec, ss.ws, ss._tmp,
+            ss._acc, ss._out_buf, ss._out_state, ss.hop, wet, dry, x_out, self._out_state, mix,
+            10.0 ** (v[P.I_OUT_GAIN] / 20.0), self.k_sample, self.ceiling, self.release, st,
+            self.stats.spec_in, self.stats.spec_out)
 
-    def _frames(self, nf: int, t0: float) -> None:
+    def _run_chain(self, nf: int, t0: float) -> np.ndarray:
+        """Run the model slots in order on the block's ``nf`` frames; returns the final features
+        (``self._feat_in`` itself when every slot was bypassed or fell back)."""
         v = self.params.values
-        st = self.stats.scalars
-        spec = self.stft.spec[:nf]
         feat_in = self._feat_in[:nf]
-        log_magnitude_into(spec, feat_in)
-        # Gate: frames quieter than the threshold keep their input spectrum (silence stays silence).
-        blockdsp.frame_mean_square(spec, self._ms_norm, self._frame_ms[:nf])
-        thresh = 10.0 ** (v[P.I_GATE] / 10.0)
         cur = feat_in
         block_ok = True
         deadline = self.deadline_share * self.stft_block_seconds(nf)
@@ -270,30 +262,29 @@ class Engine:
                 continue
             if slot.skip_blocks > 0:
                 slot.skip_blocks -= 1
+                # Keep smoothing the amount while the model is skipped: a performer who pulls the knob
+                # out of a model's fault region must find it there at the next retry, not where it was
+                # when the back-off began (else each retry fails again and the back-off doubles).
+                slot.amount = blockdsp.ramp_column(self._amount[:nf], slot.amount, float(v[P.I_AMOUNT[k]]),
+                                                   self.k_frame)
                 block_ok = False
                 continue
             out = self._run_slot(slot, k, cur, nf)
             if out is None or time.perf_counter() - t0 > deadline:
                 block_ok = False
-                slot.skip_blocks = slot.backoff
-                slot.backoff = min(2 * slot.backoff, MAX_BACKOFF_BLOCKS)
+                slot.failures += 1
+                # One late block is usually the machine (a preempted vCPU); only a model that fails
+                # again is skipped for a while, so a stuck model cannot eat every block's budget.
+                if slot.failures >= 2:
+                    slot.skip_blocks = slot.backoff
+                    slot.backoff = min(2 * slot.backoff, MAX_BACKOFF_BLOCKS)
                 continue
+            slot.failures = 0
             slot.backoff = BACKOFF_BLOCKS
             cur = out
         if not block_ok:
-            st[S.MISSES] += 1
-        fw = self._frame_wet[:nf]
-        g = blockdsp.gate_weights(self._frame_ms[:nf], thresh, self._gate, fw)
-        st[S.GATE_OPEN] = 1.0 if g > 0.5 else 0.0
-        out_spec = self.stft.out_spec[:nf]
-        if cur is feat_in:
-            out_spec[:] = spec
-        else:
-            apply_features_into(spec, feat_in, cur, fw, out_spec)
-        st[S.FRAMES] += nf
-        nb = self.cfg.n_bins
-        self.stats.spec_in[:nb] = feat_in[nf - 1]
-        self.stats.spec_out[:nb] = cur[nf - 1]
+            self.stats.scalars[S.MISSES] += 1
+        return self._feat_in if cur is feat_in else cur
 
     def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int) -> np.ndarray | None:
         """Run one slot on ``nf`` frames; ``None`` when the model failed (the caller falls back)."""
@@ -320,9 +311,7 @@ class Engine:
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None
         if not frozen and mu.shape[1] == slot.held_z.shape[0]:
-            last = nf - 1
-            np.multiply(mu[last], math.sqrt(max(1.0 - a, 0.0)), out=slot.held_z)
-            slot.held_z += math.sqrt(a) * noise[last]
+            blockdsp.latent_z(mu[nf - 1], noise[nf - 1], a, slot.held_z)
         if k == 0:
             self.stats.latent[: mu.shape[1]] = mu[nf - 1]
         return out

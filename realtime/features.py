@@ -30,12 +30,17 @@ def log_magnitude(spec: np.ndarray) -> np.ndarray:
     return np.log(np.abs(spec) + EPS).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
+_EPS32 = np.float32(EPS)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def log_magnitude_into(spec: np.ndarray, out: np.ndarray) -> None:
-    """Write ``log(|spec| + EPS)`` of ``spec[f, k]`` into ``out[f, k]`` (float32), allocation-free."""
+    """Write ``log(|spec| + EPS)`` of ``spec[f, k]`` into ``out[f, k]`` (float32 math, as numpy does for
+    complex64 input), allocation-free."""
     for f in range(spec.shape[0]):
         for k in range(spec.shape[1]):
-            out[f, k] = np.float32(np.log(np.abs(spec[f, k]) + EPS))
+            c = spec[f, k]
+            out[f, k] = np.log(np.sqrt(c.real * c.real + c.imag * c.imag) + _EPS32)
 
 
 def magnitude_from_features(features: np.ndarray) -> np.ndarray:
@@ -43,26 +48,35 @@ def magnitude_from_features(features: np.ndarray) -> np.ndarray:
     return np.maximum(np.exp(features.astype(np.float64)) - EPS, 0.0).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def apply_features_into(spec: np.ndarray, in_feat: np.ndarray, out_feat: np.ndarray, wet: np.ndarray,
                         out: np.ndarray) -> None:
     """Give ``spec`` the magnitudes encoded by ``out_feat`` while keeping its phase.
 
     ``wet[f]`` in [0, 1] blends per frame between the input magnitude (0) and the model's (1), in the
     log domain, which is how the noise gate and per-frame fallbacks act without a discontinuity.
-    A bin whose input magnitude is zero stays zero (it has no phase to keep).
+    A bin whose input magnitude is zero stays zero (it has no phase to keep). Non-finite model values
+    fall back to the input bin (``fastmath`` is safe: the check is on the integer exponent bits).
     """
     for f in range(spec.shape[0]):
-        w = wet[f]
+        w = np.float32(wet[f])
         for k in range(spec.shape[1]):
-            mag_in = np.abs(spec[f, k])
-            if mag_in <= 1e-20:
+            c = spec[f, k]
+            mag_in = np.sqrt(c.real * c.real + c.imag * c.imag)
+            if mag_in <= np.float32(1e-20):
                 out[f, k] = 0.0
                 continue
-            target = (1.0 - w) * in_feat[f, k] + w * out_feat[f, k]
-            if not np.isfinite(target):
-                target = in_feat[f, k]
-            mag = np.exp(min(target, 30.0)) - EPS
+            o = out_feat[f, k]
+            if not _finite32(o):
+                o = in_feat[f, k]
+            target = (np.float32(1.0) - w) * in_feat[f, k] + w * o
+            mag = np.exp(min(target, np.float32(30.0))) - _EPS32
             if mag < 0.0:
-                mag = 0.0
-            out[f, k] = spec[f, k] * np.float32(mag / mag_in)
+                mag = np.float32(0.0)
+            out[f, k] = c * (mag / mag_in)
+
+
+@numba.njit(cache=True, nogil=True)
+def _finite32(x: np.float32) -> bool:
+    # Exponent bits all ones means Inf or NaN; done on the bits so fastmath cannot optimise it away.
+    return (np.int32(np.float32(x).view(np.int32)) & np.int32(0x7F800000)) != np.int32(0x7F800000)

@@ -23,6 +23,8 @@ def noise(seconds: float = 1.0, seed: int = 0, level: float = 0.1) -> np.ndarray
 
 
 def make_engine(model, **kw) -> Engine:
+    # Offline tests run without the deadline guard: a preempted CPU must not change a result.
+    kw.setdefault("deadline_share", math.inf)
     e = Engine([model], **kw)
     e.warmup()
     return e
@@ -150,45 +152,52 @@ def test_knob_jump_causes_no_click(tp_model):
 class SlowModel(EffectModel):
     """A real model whose run sleeps past the deadline while ``slow`` is set.
 
-    ONNX has no operator that sleeps, so the delay is injected in Python around the real session.
+    ONNX has no operator that sleeps, so the delay is injected in Python around the real session
+    (tests/test_faults.py drives a genuinely slow ONNX graph through a live stream).
     """
 
     slow = False
 
     def run_buffered(self, n):
         if self.slow:
-            time.sleep(0.004)
+            time.sleep(0.03)
         return super().run_buffered(n)
 
 
 def test_deadline_guard_falls_back_continuously_and_recovers(tp_model):
+    # Blocks of 1024 (21 ms) with the guard at half of that: a 30 ms model is always late, while the
+    # machine's own hiccups (a few ms on a busy 2-core VM) never reach the deadline.
+    b = 1024
     model = SlowModel(tp_model, max_frames=65)
-    e = Engine([model], block_size=128, deadline_share=0.5)
+    e = Engine([model], block_size=b, deadline_share=0.5)
     e.warmup()
     e.params.set("amount", 1.0)
     e.reset()
-    t = np.arange(SR) / SR
+    t = np.arange(SR * 2) / SR
     x = (0.5 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-    out = np.zeros(128, np.float32)
+    out = np.zeros(b, np.float32)
     ys = []
-    for b, i in enumerate(range(0, SR - 127, 128)):
-        model.slow = 100 <= b < 200
-        e.process_block(x[i:i + 128], out)
+    for k, i in enumerate(range(0, len(x) - b + 1, b)):
+        model.slow = 30 <= k < 50
+        e.process_block(x[i:i + b], out)
         ys.append(out.copy())
     y = np.concatenate(ys)
     s = e.stats.summary()
-    assert s["misses"] > 0
+    assert s["misses"] >= 2
     assert np.isfinite(y).all()
     # Continuity: never silent during the fault, and no step larger than the signal's own steps allow
     # (the dry fallback crossfades through the overlap-add windows).
-    fault = y[100 * 128 + 1024: 200 * 128]
+    fault = y[30 * b + 1024: 50 * b]
     assert np.sqrt(np.mean(fault ** 2)) > 0.1
     assert np.abs(np.diff(y[e.latency_samples:])).max() < 0.5
-    # Recovery: after the fault the model is used again (misses stop growing).
-    misses = s["misses"]
-    for i in range(0, 128 * 300, 128):
-        e.process_block(x[i % (SR - 128): i % (SR - 128) + 128], out)
+    # Recovery: once the fault stops and the back-off has passed, the model runs again (no new misses).
+    for i in range(0, b * 40, b):
+        e.process_block(x[i:i + b], out)
+    misses = e.stats.summary()["misses"]
+    for i in range(b * 40, b * 80, b):
+        e.process_block(x[i % (len(x) - b):i % (len(x) - b) + b], out)
     assert e.stats.summary()["misses"] == misses
+    assert e.slots[0].skip_blocks == 0
 
 
 def test_chain_of_two_models_and_slot_bypass(tp_model):
@@ -197,7 +206,7 @@ def test_chain_of_two_models_and_slot_bypass(tp_model):
     one.params.set("amount", 0.6)
     one.reset()
     y1 = process_signal(one, x)
-    two = Engine([tp_model, tp_model])
+    two = Engine([tp_model, tp_model], deadline_share=math.inf)
     two.warmup()
     two.params.set("amount", 0.6, slot=0)
     two.params.set("slot_bypass", 1.0, slot=1)

@@ -78,12 +78,12 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
         live.start()
         try:
             for _ in range(50):
-                r = subprocess.run(["jack_connect", "jack_simple_client:output1", "PortAudio:in_0"],
-                                   capture_output=True)
+                port = _our_input_port()
+                r = subprocess.run(["jack_connect", "jack_simple_client:output1", port or "?"], capture_output=True)
                 if r.returncode == 0:
                     break
                 time.sleep(0.1)
-            assert r.returncode == 0, "could not connect the test source"
+            assert r.returncode == 0, f"could not connect the test source to {port}"
             time.sleep(2.5)
         finally:
             live.stop()
@@ -99,3 +99,17 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
     offline.params.set("amount", 0.8)
     offline.warmup()
     np.testing.assert_array_equal(process_signal(offline, x), y_live)
+
+
+def _our_input_port() -> str | None:
+    """The PortAudio input port that JACK connected to system:capture_1 (PortAudio's client name
+    gains a suffix each time PortAudio is re-initialised, so it cannot be hard-coded)."""
+    import subprocess
+
+    current = None
+    for line in subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True).stdout.splitlines():
+        if not line.startswith(" "):
+            current = line.strip()
+        elif line.strip() == "system:capture_1" and current and current.startswith("PortAudio"):
+            return current
+    return None
