@@ -1,0 +1,573 @@
+"""The performer's panel: knobs, device and model pickers, live meters and engine readouts.
+
+The window talks to the engine three ways only: knob writes into the host's lock-free
+:class:`~realtime.params.Params`, reads of its :class:`~realtime.stats.Stats` on a ~30 Hz timer, and commands
+(start, stop, load a model) through the host, which raises one-line errors and keeps the last good state
+running. MIDI and OSC write the same store; the timer moves the widgets to whatever the store holds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from realtime.gui.knob import KnobControl, ToggleControl
+from realtime.gui.meters import LatentBars, LevelMeter
+from realtime.gui.midi import MidiInput, MidiMap
+from realtime.gui.osc import OscServer
+from realtime.gui.presets import PresetError, capture, load_preset, save_preset
+from realtime.gui.spectrogram import Spectrograms
+from realtime.paths import shipped_models
+
+BLOCK_SIZES = (64, 128, 256, 512)
+OPEN_ITEM = "Open…"
+DEFAULT_DEVICE = "(default)"
+
+
+def device_names(kind: str) -> list[str]:
+    """Names of the PortAudio devices with ``kind`` ("input"/"output") channels; empty if PortAudio is absent."""
+    try:
+        import sounddevice as sd
+
+        key = "max_input_channels" if kind == "input" else "max_output_channels"
+        names = [d["name"] for d in sd.query_devices() if d[key] > 0]
+    except Exception:  # noqa: BLE001 - no PortAudio: the host reports the real error on start
+        return []
+    return list(dict.fromkeys(names))
+
+
+def _card(title: str | None = None) -> tuple[QFrame, QVBoxLayout]:
+    frame = QFrame()
+    frame.setObjectName("card")
+    lay = QVBoxLayout(frame)
+    lay.setContentsMargins(12, 10, 12, 10)
+    lay.setSpacing(6)
+    if title:
+        label = QLabel(title)
+        label.setObjectName("section")
+        lay.addWidget(label)
+    return frame, lay
+
+
+class MainWindow(QMainWindow):
+    """The control panel over an engine ``host`` (:class:`~realtime.host.ProcessHost` or ``LocalHost``).
+
+    Parameters
+    ----------
+    host : ProcessHost or LocalHost
+        Owned by the caller (who closes it); the window only drives it.
+    models : list of str
+        The model chain to start with (paths or shipped names); defaults to the first shipped model.
+    input, output : str, optional
+        Device names (``None``: the default devices).
+    block_size : int
+        Engine block size.
+    osc_port : int, optional
+        Open an OSC server on 127.0.0.1 at this port (0 picks a free one); ``None`` disables OSC.
+    midi : bool
+        Try to open a virtual MIDI input port.
+    refresh_hz : float
+        Readout refresh rate.
+    """
+
+    def __init__(self, host, models: list[str] | None = None, input: str | None = None, output: str | None = None,
+                 block_size: int = 128, osc_port: int | None = None, midi: bool = True,
+                 refresh_hz: float = 30.0) -> None:
+        super().__init__()
+        self.host, self.params, self.stats = host, host.params, host.stats
+        shipped = [str(p) for p in shipped_models()]
+        self.models: list[str] = [str(m) for m in models] if models else shipped[:1]
+        self.input, self.output, self.block_size = input, output, block_size
+        self.running = False
+        self.info: dict = {}
+        self.latent_dim = 0
+        self._last_callbacks = -1
+        self._stalled = False
+        self._last_progress = time.monotonic()
+        self.midi_map = MidiMap(self.params)
+        self.midi_in = MidiInput(self.midi_map)
+        self.osc: OscServer | None = None
+        self.setWindowTitle("Audio Diffusion Host")
+        self._build()
+        if midi:
+            self.midi_in.open()
+        else:
+            self.midi_in.status = "MIDI off"
+        if osc_port is not None:
+            try:
+                self.osc = OscServer(self.params, osc_port)
+            except OSError as exc:
+                self.show_error(str(exc))
+        self._refresh_models()
+        self.timer = QTimer(self)
+        self.timer.setInterval(max(1, round(1000 / refresh_hz)))
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.refresh()
+
+    # -- layout -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QWidget()
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(14, 12, 14, 8)
+        outer.setSpacing(10)
+        outer.addLayout(self._header())
+        outer.addWidget(self._io_bar())
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        self.banner.mousePressEvent = lambda _e: self.clear_error()
+        outer.addWidget(self.banner)
+        body = QHBoxLayout()
+        body.setSpacing(10)
+        body.addWidget(self._controls(), 0)
+        body.addLayout(self._monitor(), 1)
+        outer.addLayout(body, 1)
+        self.setCentralWidget(root)
+        sb = self.statusBar()
+        self.midi_label, self.osc_label, self.host_label = QLabel(), QLabel(), QLabel()
+        for w in (self.midi_label, self.osc_label, self.host_label):
+            sb.addPermanentWidget(w)
+        sb.showMessage("Right-click a knob for MIDI learn; double-click resets it.")
+
+    def _header(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        title = QLabel("AUDIO DIFFUSION")
+        title.setObjectName("title")
+        sub = QLabel("real-time latent diffusion effect")
+        sub.setObjectName("subtitle")
+        titles.addWidget(title)
+        titles.addWidget(sub)
+        row.addLayout(titles)
+        row.addStretch(1)
+        self.engine_label = QLabel()
+        self.engine_label.setObjectName("subtitle")
+        row.addWidget(self.engine_label)
+        row.addSpacing(12)
+        self.load_button = QPushButton("Load preset…")
+        self.save_button = QPushButton("Save preset…")
+        self.load_button.clicked.connect(self._ask_load_preset)
+        self.save_button.clicked.connect(self._ask_save_preset)
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("start")
+        self.start_button.clicked.connect(self._start_clicked)
+        for b in (self.load_button, self.save_button, self.start_button):
+            row.addWidget(b)
+        return row
+
+    def _io_bar(self) -> QFrame:
+        frame, lay = _card()
+        row = QHBoxLayout()
+        lay.addLayout(row)
+
+        def labelled(text: str, widget: QWidget, stretch: int = 0) -> None:
+            label = QLabel(text)
+            label.setObjectName("knobLabel")
+            row.addWidget(label)
+            row.addWidget(widget, stretch)
+            row.addSpacing(10)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setMinimumWidth(180)
+        self.model_combo.activated.connect(self._model_activated)
+        labelled("Model", self.model_combo, 2)
+        self.slot_combo = QComboBox()
+        self.slot_combo.currentIndexChanged.connect(self._slot_changed)
+        self.slot_label = QLabel("Slot")
+        self.slot_label.setObjectName("knobLabel")
+        row.addWidget(self.slot_label)
+        row.addWidget(self.slot_combo)
+        row.addSpacing(10)
+        self.input_combo, self.output_combo = QComboBox(), QComboBox()
+        for combo, kind, current in ((self.input_combo, "input", self.input),
+                                     (self.output_combo, "output", self.output)):
+            combo.addItem(DEFAULT_DEVICE, None)
+            for name in device_names(kind):
+                combo.addItem(name, name)
+            if current is not None and combo.findData(current) < 0:
+                combo.addItem(current, current)
+            combo.setCurrentIndex(max(0, combo.findData(current)))
+            combo.setMinimumWidth(130)
+            combo.activated.connect(self._devices_changed)
+        labelled("Input", self.input_combo, 1)
+        labelled("Output", self.output_combo, 1)
+        self.block_combo = QComboBox()
+        for n in BLOCK_SIZES:
+            self.block_combo.addItem(f"{n} samples", n)
+        if self.block_combo.findData(self.block_size) < 0:
+            self.block_combo.addItem(f"{self.block_size} samples", self.block_size)
+        self.block_combo.setCurrentIndex(self.block_combo.findData(self.block_size))
+        self.block_combo.activated.connect(self._devices_changed)
+        labelled("Block", self.block_combo)
+        return frame
+
+    def _controls(self) -> QFrame:
+        frame, lay = _card("CONTROLS")
+        frame.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        p = self.params
+        self.knobs: dict[str, KnobControl | ToggleControl] = {
+            "amount": KnobControl(p, "amount", diameter=200, big=True),
+            "noise_rate": KnobControl(p, "noise_rate"),
+            "mix": KnobControl(p, "mix"),
+            "gate": KnobControl(p, "gate"),
+            "input_gain": KnobControl(p, "input_gain"),
+            "output_gain": KnobControl(p, "output_gain"),
+            "bypass": ToggleControl(p, "bypass", text="Bypass (A/B)"),
+            "freeze": ToggleControl(p, "freeze"),
+            "slot_bypass": ToggleControl(p, "slot_bypass", text="Slot bypass"),
+        }
+        for k in self.knobs.values():
+            k.learnRequested.connect(self.learn)
+            k.forgetRequested.connect(self.forget_midi)
+        self.in_meter, self.out_meter = LevelMeter("IN"), LevelMeter("OUT")
+        body = QHBoxLayout()
+        lay.addLayout(body, 1)
+        body.addWidget(self.in_meter)
+        center = QVBoxLayout()
+        center.setSpacing(4)
+        center.addWidget(self.knobs["amount"], 0, Qt.AlignmentFlag.AlignHCenter)
+        center.addStretch(1)
+        for names in (("noise_rate", "mix", "gate"), ("input_gain", "output_gain")):
+            row = QHBoxLayout()
+            for name in names:
+                row.addWidget(self.knobs[name])
+            center.addLayout(row)
+            center.addStretch(1)
+        toggles = QHBoxLayout()
+        for name in ("bypass", "freeze", "slot_bypass"):
+            toggles.addWidget(self.knobs[name])
+        center.addLayout(toggles)
+        body.addLayout(center, 1)
+        body.addWidget(self.out_meter)
+        frame.setMinimumWidth(470)
+        return frame
+
+    def _monitor(self) -> QVBoxLayout:
+        col = QVBoxLayout()
+        col.setSpacing(10)
+        frame, lay = _card("SPECTRUM")
+        self.spectrograms = Spectrograms()
+        self.spectrograms.setMinimumHeight(220)
+        lay.addWidget(self.spectrograms, 1)
+        col.addWidget(frame, 3)
+        frame, lay = _card("LATENT ACTIVITY")
+        self.latent_bars = LatentBars()
+        lay.addWidget(self.latent_bars, 1)
+        col.addWidget(frame, 1)
+        frame, lay = _card("ENGINE")
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(18)
+        grid.setVerticalSpacing(2)
+        self.readouts: dict[str, QLabel] = {}
+        names = (("algo", "Algorithmic latency"), ("device", "Device latency"), ("total", "Total latency"),
+                 ("cpu", "Callback CPU (p50 / p99)"), ("xruns", "Xruns"), ("misses", "Deadline misses"),
+                 ("callbacks", "Callbacks"), ("errors", "Model errors"), ("limiter", "Limiter"))
+        for i, (key, text) in enumerate(names):
+            name = QLabel(text)
+            name.setObjectName("readoutName")
+            value = QLabel("–")
+            value.setObjectName("readoutValue")
+            grid.addWidget(name, 2 * (i // 3), i % 3)
+            grid.addWidget(value, 2 * (i // 3) + 1, i % 3)
+            self.readouts[key] = value
+        lay.addLayout(grid)
+        col.addWidget(frame, 0)
+        return col
+
+    # -- errors -----------------------------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        """Show a one-line error in the banner and the status bar (the running state is untouched)."""
+        self.banner.setText(message)
+        self.banner.show()
+        self.statusBar().showMessage(message, 15000)
+
+    def clear_error(self) -> None:
+        self.banner.hide()
+        self.banner.clear()
+
+    @property
+    def error_text(self) -> str:
+        """The error on show ("" when none)."""
+        return self.banner.text()
+
+    # -- engine commands ----------------------------------------------------------------------------------
+    def start_engine(self, models: list[str] | None = None) -> bool:
+        """(Re)start the engine with ``models`` and the picked devices; on failure show why and keep going."""
+        models = list(models or self.models)
+        if not models:
+            self.show_error("no model: pick one with 'Open…' (models/pretrained has none yet)")
+            return False
+        try:
+            info = self.host.start(models, self.input, self.output, self.block_size)
+        except Exception as exc:  # noqa: BLE001 - every host error is one line; the old stream keeps playing
+            self.show_error(_one_line(exc))
+            return False
+        self.models = list(info.get("models", models))
+        self._started(info)
+        return True
+
+    def _started(self, info: dict) -> None:
+        self.info, self.running = info, bool(info.get("running"))
+        self.latent_dim = int(info.get("latent_dim", 0))
+        if info.get("n_bins") and info["n_bins"] != self.spectrograms.n_bins:
+            self.spectrograms.configure(info["n_bins"], info.get("sample_rate", 48000))
+        self._last_progress = time.monotonic()
+        self.clear_error()
+        self._refresh_models()
+
+    def stop_engine(self) -> None:
+        try:
+            self.host.stop()
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(_one_line(exc))
+        self.running = False
+        self._update_start_button()
+
+    def choose_model(self, path: str, slot: int = 0) -> bool:
+        """Put model ``path`` in ``slot``: hot-swapped (crossfaded) when running; on failure the old one stays."""
+        if not self.running:
+            models = list(self.models) or [path]
+            models[slot] = path
+            return self.start_engine(models)
+        try:
+            info = self.host.load_model(path, slot)
+        except Exception as exc:  # noqa: BLE001
+            msg = _one_line(exc)
+            if "restart the engine" not in msg:  # a different added delay needs a restart, not a swap
+                self.show_error(msg)
+                self._refresh_models()
+                return False
+            models = list(self.models)
+            models[slot] = path
+            return self.start_engine(models)
+        self.models = list(info.get("models", self.models))
+        self._started(info)
+        return True
+
+    def _start_clicked(self) -> None:
+        if self._stalled:
+            self._restart()
+        elif self.running:
+            self.stop_engine()
+        else:
+            self.start_engine()
+
+    def _devices_changed(self) -> None:
+        self.input = self.input_combo.currentData()
+        self.output = self.output_combo.currentData()
+        self.block_size = int(self.block_combo.currentData())
+        if self.running:
+            self.start_engine()
+
+    # -- models ---------------------------------------------------------------------------------------
+    def _refresh_models(self) -> None:
+        """Rebuild the model and slot pickers from :attr:`models` (keeps the selected slot)."""
+        slot = min(max(0, self.slot_combo.currentIndex()), max(0, len(self.models) - 1))
+        self.slot_combo.blockSignals(True)
+        self.slot_combo.clear()
+        for k, m in enumerate(self.models):
+            self.slot_combo.addItem(f"{k + 1}: {Path(m).stem}", k)
+        self.slot_combo.setCurrentIndex(slot)
+        self.slot_combo.blockSignals(False)
+        chain = len(self.models) > 1
+        self.slot_combo.setVisible(chain)
+        self.slot_label.setVisible(chain)
+        combo = self.model_combo
+        combo.blockSignals(True)
+        combo.clear()
+        paths = [str(p) for p in shipped_models()]
+        paths += [m for m in self.models if m not in paths]
+        for p in paths:
+            combo.addItem(Path(p).stem, p)
+            combo.setItemData(combo.count() - 1, p, Qt.ItemDataRole.ToolTipRole)
+        combo.addItem(OPEN_ITEM, None)
+        combo.blockSignals(False)
+        self._slot_changed(slot)
+        self._update_start_button()
+
+    def _model_activated(self, index: int) -> None:
+        path = self.model_combo.itemData(index)
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open model", str(Path.cwd()), "ONNX models (*.onnx)")
+            if not path:
+                self._refresh_models()
+                return
+        slot = max(0, self.slot_combo.currentIndex())
+        if self.models and slot < len(self.models) and path == self.models[slot]:
+            return
+        self.choose_model(path, slot)
+
+    def _slot_changed(self, index: int) -> None:
+        """Point the per-slot knobs and the model picker at chain slot ``index``."""
+        index = max(0, index)
+        for k in self.knobs.values():
+            k.set_slot(index)
+        combo = self.model_combo
+        combo.blockSignals(True)
+        current = self.models[index] if index < len(self.models) else None
+        combo.setCurrentIndex(combo.findData(current) if current is not None else combo.count() - 1)
+        combo.blockSignals(False)
+
+    # -- presets ----------------------------------------------------------------------------------------
+    def save_preset_file(self, path: str | Path) -> bool:
+        try:
+            save_preset(path, capture(self.params, self.models, self.midi_map.bindings(), Path(path).stem))
+        except PresetError as exc:
+            self.show_error(str(exc))
+            return False
+        self.statusBar().showMessage(f"saved preset {path}", 5000)
+        return True
+
+    def load_preset_file(self, path: str | Path) -> bool:
+        """Validate the whole preset, switch models if it names others, then apply knobs and MIDI mappings.
+
+        Any failure (bad file, or a model that will not load) shows one line and changes nothing.
+        """
+        try:
+            preset = load_preset(path)
+        except PresetError as exc:
+            self.show_error(str(exc))
+            return False
+        if preset.models and preset.models != self.models:
+            if self.running:
+                if not self.start_engine(preset.models):
+                    return False
+            else:
+                self.models = list(preset.models)
+                self._refresh_models()
+        preset.apply_params(self.params)
+        self.midi_map.set_bindings(preset.midi)
+        self.clear_error()
+        self.statusBar().showMessage(f"loaded preset {Path(path).name}", 5000)
+        self.refresh()
+        return True
+
+    def _ask_load_preset(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load preset", str(Path.cwd()), "Presets (*.json)")
+        if path:
+            self.load_preset_file(path)
+
+    def _ask_save_preset(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save preset", str(Path.cwd() / "preset.json"),
+                                              "Presets (*.json)")
+        if path:
+            self.save_preset_file(path)
+
+    # -- MIDI -------------------------------------------------------------------------------------------
+    def learn(self, key: str) -> None:
+        """Arm MIDI learn for knob ``key``: the next control change is mapped to it."""
+        self.midi_map.learn(key)
+        self.statusBar().showMessage(f"MIDI learn: move a controller for {key}", 10000)
+
+    def forget_midi(self, key: str) -> None:
+        self.midi_map.forget(key)
+
+    # -- readouts ---------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """One timer tick: read statistics and knob targets (never writes the store)."""
+        s = self.stats.summary()
+        self.in_meter.set_levels(s["in_peak_db"], s["in_rms_db"])
+        self.out_meter.set_levels(s["out_peak_db"], s["out_rms_db"])
+        if self.running:
+            self.spectrograms.push(self.stats.spec_in, self.stats.spec_out)
+            self.latent_bars.set_values(self.stats.latent[:self.latent_dim])
+        r = self.readouts
+
+        def ms(x: float) -> str:
+            return "–" if not np.isfinite(x) else f"{x:.2f} ms"
+
+        r["algo"].setText(ms(s["algo_latency_ms"]))
+        r["device"].setText(ms(s["device_latency_ms"]))
+        r["total"].setText(ms(s["total_latency_ms"]))
+        cpu = (s["cpu_share_p50"], s["cpu_share_p99"])
+        r["cpu"].setText("–" if not np.isfinite(cpu[1]) else f"{100 * cpu[0]:.0f} % / {100 * cpu[1]:.0f} %")
+        r["xruns"].setText(str(s["xruns"]))
+        r["misses"].setText(str(s["misses"]))
+        r["callbacks"].setText(f"{s['callbacks']:,}")
+        r["errors"].setText(str(s["model_errors"]))
+        r["limiter"].setText(f"-{s['limiter_gr_db']:.1f} dB" if s["limiter_gr_db"] > 0.05 else "idle")
+        self._watch_engine(s["callbacks"])
+        armed = self.midi_map.armed
+        for k in self.knobs.values():
+            k.show_value(self.params.get(k.name, k.slot))
+            b = self.midi_map.binding_for(k.key)
+            text = "" if b is None else f"CC{b.cc}" + (f" ch{b.channel + 1}" if b.channel else "")
+            k.set_learn_state(armed == k.key, text)
+        self.midi_label.setText(f"{self.midi_in.status}  ·  {len(self.midi_map.bindings())} mapped")
+        if self.osc is not None:
+            self.osc_label.setText(f"OSC {self.osc.host}:{self.osc.port}  ·  {self.osc.applied} in, "
+                                   f"{self.osc.ignored} ignored")
+        else:
+            self.osc_label.setText("OSC off")
+
+    def _watch_engine(self, callbacks: int) -> None:
+        """Flag a running engine whose callbacks stopped (audio server gone): offer a restart."""
+        now = time.monotonic()
+        if callbacks != self._last_callbacks:
+            self._last_callbacks, self._last_progress = callbacks, now
+        stalled = self._stalled = self.running and now - self._last_progress > 1.5
+        kind = "own process" if type(self.host).__name__ == "ProcessHost" else "in-process"
+        if not self.running:
+            state = "stopped"
+        elif stalled:
+            state = "stalled: no audio callbacks (audio server gone?); press Restart"
+        else:
+            sr = self.info.get("sample_rate", 0)
+            state = f"running · {sr / 1000:g} kHz · block {self.info.get('block_size', '?')}"
+        self.engine_label.setText(f"Engine ({kind}): {state}")
+        self.host_label.setText(f"engine {kind}")
+        self._update_start_button(stalled)
+
+    def _update_start_button(self, stalled: bool = False) -> None:
+        b = self.start_button
+        text = "Restart" if stalled else ("Stop" if self.running else "Start")
+        if b.text() != text:
+            b.setText(text)
+            b.setProperty("running", self.running and not stalled)
+            b.style().unpolish(b)  # re-read the style sheet's [running="true"] colours
+            b.style().polish(b)
+
+    def _restart(self) -> None:
+        try:
+            info = self.host.restart()
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(_one_line(exc))
+            return
+        self._started(info)
+
+    # -- teardown ---------------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the timer and close MIDI and OSC (the host belongs to the caller)."""
+        self.timer.stop()
+        self.midi_in.close()
+        if self.osc is not None:
+            self.osc.close()
+            self.osc = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
