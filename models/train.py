@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -29,7 +30,15 @@ from tqdm import tqdm
 
 from export.onnx_export import OPSET, ExportError, export_onnx
 from models import quality
-from models.data import Corpus, NoAudioError, build_corpus, clip_features, noisy_pairs
+from models.data import (
+    NOISE_COLORS,
+    SNR_RANGE_DB,
+    Corpus,
+    NoAudioError,
+    build_corpus,
+    clip_features,
+    noisy_pairs,
+)
 from models.vae import FrameVAE, lsd_features_db, vae_loss
 from realtime.config import WINDOW_MODES, StftConfig
 
@@ -75,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="model display name (default: --out stem)")
     p.add_argument("--eval-seconds", type=float, default=None,
                    help="extra held-out audio per category for the final metrics (default: corpus held-out only)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                   help="stop after this many epochs with a checkpoint and no export (continue with --resume)")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation (quick tests)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -187,7 +198,7 @@ def save_checkpoint(path: str | Path, model: FrameVAE, opt, sched, epoch: int, s
 def command_line(argv: list[str] | None) -> str:
     """The command as a user would type it (for model cards and metadata)."""
     words = sys.argv[1:] if argv is None else argv
-    return "audio-diffusion train " + " ".join(words)
+    return "audio-diffusion train " + shlex.join(words)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     except NoAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.kind == "restoration":
+        lo, hi = SNR_RANGE_DB
+        corpus.description += (f"; inputs are noisy copies ({'/'.join(NOISE_COLORS)} noise at {lo:g}..{hi:g} dB "
+                               "SNR, redrawn every epoch), targets the clean audio")
     log(f"data: {corpus.description}; {len(frames.normalisation_source)} train / {len(frames.val[0])} val frames, "
         f"{len(corpus.heldout)} held-out clips ({time.time() - t0:.1f} s)", file=sys.stderr)
 
@@ -236,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=total, initial=step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
                disable=args.no_progress or not d.main, mininterval=0.5 if sys.stderr.isatty() else 10.0)
     net.train()
+    done = start_epoch  # epochs completed
     for epoch in range(start_epoch, epochs):
         x_np, y_np = frames.epoch(epoch)
         order = np.random.default_rng([args.seed, 7, epoch]).permutation(len(x_np))
@@ -267,10 +283,15 @@ def main(argv: list[str] | None = None) -> int:
             save_checkpoint(ckpt_path, model, opt, sched, epoch, step, args, cfg, corpus, metrics, history)
         if d.world > 1:
             dist.barrier()
+        done = epoch + 1
+        if args.stop_after is not None and done >= args.stop_after:
+            break
     bar.close()
 
     rc = 0
-    if d.main:
+    if done < epochs:
+        log(f"stopped after epoch {done} of {epochs}; continue with --resume", file=sys.stderr)
+    elif d.main:
         rc = finish(model, args, argv, cfg, corpus, metrics, t0)
     if d.world > 1:
         dist.barrier()

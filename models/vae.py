@@ -94,7 +94,10 @@ class FrameVAE(nn.Module):
         """Latent ``z`` (plus the input frame's gain / magnitude) -> raw output features."""
         y = self.decoder(z)
         if self.kind == "restoration":
-            mask = torch.sigmoid(y)
+            # sigmoid(y) = exp(min(y, 0)) / (1 + exp(-|y|)), written out: onnxruntime's Sigmoid kernel is
+            # accurate only in absolute terms, which for tiny masks moves the output log-magnitude by
+            # ~1e-3 (parity failure); Exp keeps relative precision, and neither exp can overflow
+            mask = torch.exp(torch.clamp(y, max=0.0)) / (1.0 + torch.exp(-torch.abs(y)))
             mag = (torch.exp(features) - EPS).clamp_min(0.0)
             return torch.log(mask * mag + EPS)
         gain = features.mean(dim=1, keepdim=True)

@@ -117,7 +117,7 @@ def cmd_demo(args) -> int:
     import numpy as np
     import soundfile as sf
 
-    from models.synth import demo_clip
+    from models.demo import demo_clip
     from realtime.offline import process_file
 
     out_dir = Path(args.out_dir)
