@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from realtime import stats as S
-from realtime.engine import Engine
+from realtime.engine import Engine, freeze_heap
 
 SWITCH_INTERVAL = 0.0005
 
@@ -169,6 +169,7 @@ class LiveStream:
         """
         sd = _sd()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        freeze_heap()
         eng = self.engine
         if self._devices is None:
             self.prepare()

@@ -17,6 +17,7 @@ period and then retried, so the engine recovers by itself when the fault stops.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Sequence
@@ -56,6 +57,18 @@ class Slot:
     skip_blocks: int = 0
     failures: int = 0                   # consecutive failed or late blocks
     backoff: int = BACKOFF_BLOCKS
+
+
+def freeze_heap() -> None:
+    """Collect garbage once, then move every live object out of the cyclic collector's reach.
+
+    The callback allocates a few small objects per block, so Python's collector runs inside it now and
+    then; a full (generation 2) pass over this process's ~100k objects (numba, onnxruntime, numpy) takes
+    about 45 ms, which is 17 blocks of 128 samples. Frozen objects are never traversed again, so later
+    passes only see what was made since (measured: 45 ms -> 5 us).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _run_model(model: EffectModel, features: np.ndarray, amount: np.ndarray, noise: np.ndarray,
@@ -138,6 +151,9 @@ class Engine:
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
         self.last_error = ""
         self.warmed = False
+        #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
+        #: session takes 0.5-0.8 ms (arena unmapping), so the next swap_model call frees them instead.
+        self._retired: list = []
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -196,6 +212,7 @@ class Engine:
 
         Raises ``ModelError`` (the running model stays) when the file is bad or does not fit the engine.
         """
+        self._retired.clear()  # free the models earlier swaps replaced, here, off the audio thread
         model = _as_model(path_or_model, self.cfg, self.stft.max_frames)
         if model.max_frames < self.stft.max_frames:
             model = EffectModel(model.info.path, self.cfg, max_frames=self.stft.max_frames)
@@ -205,6 +222,7 @@ class Engine:
                              "restart the engine with it instead of hot-swapping")
         model.warm_up()
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
+        freeze_heap()
         self.slots[slot].pending = (model, noise)  # a single attribute store: the audio thread picks it up
         return model
 
@@ -330,6 +348,7 @@ class Engine:
             mixed[f] += t * new_out[f]
         slot.xfade += nf
         if slot.xfade >= SWAP_XFADE_FRAMES:
+            self._retired.append((slot.model, slot.noise))  # keeps them alive: no free in the callback
             slot.model, slot.noise = model, noise_src
             if slot.held_z.shape[0] != model.latent_dim:
                 slot.held_z = np.zeros(model.latent_dim, np.float32)

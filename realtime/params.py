@@ -107,7 +107,10 @@ class Params:
             value = float(value)
         if not isinstance(value, (int, float, np.floating, np.integer)):
             raise ParamError(f"knob {name!r} needs a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            raise ParamError(f"knob {name!r}: value too large; range {spec.lo}..{spec.hi} {spec.unit}") from None
         if not math.isfinite(value) or not spec.lo <= value <= spec.hi:
             raise ParamError(f"knob {name!r} = {value} is outside {spec.lo}..{spec.hi} {spec.unit}".rstrip())
         return value

@@ -28,14 +28,46 @@ class _CountingDispatcher(Dispatcher):
         self.owner = owner
 
     def call_handlers_for_packet(self, data: bytes, client_address) -> list:
+        # python-osc trusts bundle element sizes (a negative one loops forever) and raises many exception
+        # types on garbage (UnicodeDecodeError, RecursionError, ...): check the framing first, then catch all.
+        if not bundle_framing_ok(data):
+            self.owner.ignored += 1
+            return []
         try:
             packet = osc_packet.OscPacket(data)
-        except osc_packet.ParseError:
+        except Exception:  # noqa: BLE001 - any undecodable datagram is ignored and counted
             self.owner.ignored += 1
             return []
         for timed in packet.messages:
             self.owner.handle(timed.message.address, *timed.message.params)
         return []
+
+
+BUNDLE_HEADER = b"#bundle\x00"
+MAX_BUNDLE_DEPTH = 8
+
+
+def bundle_framing_ok(data: bytes, depth: int = 0) -> bool:
+    """True when ``data`` is a plain message, or a bundle whose element sizes (recursively, at most
+    ``MAX_BUNDLE_DEPTH`` deep) are positive multiples of 4 that tile the datagram exactly."""
+    if not data.startswith(BUNDLE_HEADER):
+        return True
+    if depth >= MAX_BUNDLE_DEPTH:
+        return False
+    pos = len(BUNDLE_HEADER) + 8  # header, then the 8-byte time tag
+    if len(data) < pos:
+        return False
+    while pos < len(data):
+        if pos + 4 > len(data):
+            return False
+        size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+        pos += 4
+        if size <= 0 or size % 4 or pos + size > len(data):
+            return False
+        if not bundle_framing_ok(data[pos:pos + size], depth + 1):
+            return False
+        pos += size
+    return True
 
 
 class _Server(BlockingOSCUDPServer):

@@ -85,6 +85,8 @@ def load_preset(path: str | Path, check_models: bool = True) -> Preset:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PresetError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise PresetError(f"{path.name}: JSON nested too deeply; a preset is a flat object of knobs") from None
     try:
         return parse_preset(data, base_dir=path.parent, check_models=check_models)
     except PresetError as exc:
