@@ -151,6 +151,7 @@ class Engine:
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
         self.last_error = ""
         self.warmed = False
+        self._cpu_t0 = 0.0
         #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
         #: session takes 0.5-0.8 ms (arena unmapping), so the next swap_model call frees them instead.
         self._retired: list = []
@@ -230,6 +231,7 @@ class Engine:
     def process_block(self, x_in: np.ndarray, x_out: np.ndarray, t_start: float | None = None) -> None:
         """Process one block (float32, 1-D, same length in and out). Never raises; output always finite."""
         t0 = time.perf_counter() if t_start is None else t_start
+        self._cpu_t0 = time.thread_time()
         n = x_in.shape[0]
         try:
             self._process(x_in, x_out, n, t0)
@@ -272,6 +274,8 @@ class Engine:
         feat_in = self._feat_in[:nf]
         cur = feat_in
         block_ok = True
+        stalled = engine_fault = False
+        c0 = self._cpu_t0
         deadline = self.deadline_share * self.stft_block_seconds(nf)
         for k, slot in enumerate(self.slots):
             if slot.pending is not None and slot.incoming is None:
@@ -286,13 +290,22 @@ class Engine:
                 slot.amount = blockdsp.ramp_column(self._amount[:nf], slot.amount, float(v[P.I_AMOUNT[k]]),
                                                    self.k_frame)
                 block_ok = False
+                engine_fault = True
                 continue
             out = self._run_slot(slot, k, cur, nf)
-            if out is None or time.perf_counter() - t0 > deadline:
+            late = out is not None and time.perf_counter() - t0 > deadline
+            if out is None or late:
                 block_ok = False
+                if late and time.thread_time() - c0 < deadline:
+                    # Late, but this thread ran for less than the deadline: it was off the CPU (a
+                    # hypervisor or the scheduler took it, or it waited for the GIL). Counted as a
+                    # stall; the model is not to blame and is not backed off.
+                    stalled = True
+                    continue
+                engine_fault = True
                 slot.failures += 1
-                # One late block is usually the machine (a preempted vCPU); only a model that fails
-                # again is skipped for a while, so a stuck model cannot eat every block's budget.
+                # One failure may be a fluke; a model that fails again is skipped for a while, so a
+                # stuck model cannot eat every block's budget.
                 if slot.failures >= 2:
                     slot.skip_blocks = slot.backoff
                     slot.backoff = min(2 * slot.backoff, MAX_BACKOFF_BLOCKS)
@@ -302,6 +315,8 @@ class Engine:
             cur = out
         if not block_ok:
             self.stats.scalars[S.MISSES] += 1
+            if stalled and not engine_fault:
+                self.stats.scalars[S.STALLS] += 1
         return self._feat_in if cur is feat_in else cur
 
     def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int) -> np.ndarray | None:

@@ -30,7 +30,8 @@ SWAPS = 16             # model hot swaps completed
 TIME_RING_POS = 17     # write position in the timing ring
 SAMPLE_RATE = 18
 GATE_OPEN = 19         # 1 when the last frame passed the gate
-N_SCALARS = 20
+STALLS = 20            # misses whose block ran late while its thread was off the CPU (machine, not engine)
+N_SCALARS = 21
 
 TIME_RING = 1024       # recent per-block processing times (us)
 MAX_LATENT = 64
@@ -93,6 +94,7 @@ class Stats:
         algo_ms = 1e3 * s[ALGO_LATENCY] / sr
         return {
             "callbacks": int(s[CALLBACKS]), "xruns": int(s[XRUNS]), "misses": int(s[MISSES]),
+            "stalls": int(s[STALLS]), "engine_misses": int(s[MISSES] - s[STALLS]),
             "model_errors": int(s[MODEL_ERRORS]), "bad_input_blocks": int(s[BAD_INPUT]),
             "frames": int(s[FRAMES]), "swaps": int(s[SWAPS]),
             "block_us_p50": float(p50), "block_us_p99": float(p99), "block_us_max": float(pmax),

@@ -26,7 +26,7 @@ def test_live_stream_runs_in_real_time(jack, tp_model):
         out = live._out.copy()
     expected = elapsed * 48_000 / 128
     assert abs(s["callbacks"] - expected) <= 0.05 * expected, (s["callbacks"], expected)
-    assert s["misses"] == 0
+    assert s["engine_misses"] == 0, s  # a stall (thread off the CPU) is the machine's, not the engine's
     assert s["model_errors"] == 0
     assert np.isfinite(out).all() and np.isfinite(s["out_peak_db"])
     assert s["device_latency_ms"] > 0
@@ -46,7 +46,7 @@ def test_hot_swap_while_running(jack, tp_model, tmp_path):
         time.sleep(1.0)
         s = engine.stats.summary()
     assert s["swaps"] == 1
-    assert s["misses"] == 0
+    assert s["engine_misses"] == 0, s
     assert engine.slots[0].model.info.path == other
 
 
@@ -71,7 +71,9 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
 
     src = subprocess.Popen(["jack_simple_client"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        engine = Engine([tp_model], block_size=128, seed=11)
+        # No deadline guard here: a machine stall would make a block fall back, and this test is about
+        # the stream carrying exactly the offline computation (the guard has its own tests).
+        engine = Engine([tp_model], block_size=128, seed=11, deadline_share=float("inf"))
         engine.params.set("amount", 0.8)
         live = LiveStream(engine, "system", "system", record_samples=48_000 * 2)
         live.prepare()
