@@ -83,6 +83,25 @@ class _Runner:
         c = self.config
         return self.start(c["models"], c["input"], c["output"], c["block_size"], c["window"], c["seed"])
 
+    def memory(self) -> dict:
+        """This process's resident memory in MiB, as is and after handing freed heap pages back to the OS.
+
+        glibc keeps a swapped-out model's pages for reuse, so plain RSS saw-tooths by about a model's size
+        with hot swaps; the trimmed figure is the memory really in use (what a leak check must compare).
+        """
+        import ctypes
+
+        def rss() -> float:
+            with open("/proc/self/status") as f:
+                return next((int(ln.split()[1]) / 1024.0 for ln in f if ln.startswith("VmRSS:")), float("nan"))
+
+        before = rss()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # ctypes releases the GIL: the audio thread runs on
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            pass
+        return {"rss_mb": before, "trimmed_rss_mb": rss()}
+
     def describe(self) -> dict:
         live = self.live
         if live is None:
@@ -117,6 +136,9 @@ class LocalHost:
 
     def describe(self) -> dict:
         return self._runner.describe()
+
+    def memory(self) -> dict:
+        return self._runner.memory()
 
     def close(self) -> None:
         self.stop()
@@ -214,6 +236,10 @@ class ProcessHost:
 
     def describe(self) -> dict:
         return self._call("describe")
+
+    def memory(self) -> dict:
+        """The engine process's resident memory (see ``_Runner.memory``)."""
+        return self._call("memory")
 
     def _kill(self) -> None:
         if self._proc.is_alive():
