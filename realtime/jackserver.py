@@ -28,6 +28,7 @@ class JackServer:
     def start(self) -> JackServer:
         if shutil.which("jackd") is None:
             raise RuntimeError("jackd is not installed; run 'make setup' (installs jackd2)")
+        clean_stale_registry()
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
@@ -64,12 +65,40 @@ class JackServer:
         import sounddevice as sd
 
         sd._terminate()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         sd._initialize()
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """Terminate a child process, killing it if it does not exit within ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def clean_stale_registry() -> bool:
+    """Remove JACK's shared-memory registry when no jackd runs at all; returns whether it did.
+
+    A server that was killed (as the fault tests kill one on purpose) never unregisters; its slot stays
+    taken while its PID lives on in another process, and after eight such slots jackd refuses to start
+    ("Too many servers already active"). With no server running, the registry holds nothing of value.
+    """
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "jackd":
+                return False
+        except OSError:  # the process ended while we looked
+            continue
+    shm = Path("/dev/shm")
+    for entry in list(shm.glob("jack-*")) + list(shm.glob("jack_sem.*")) + list(shm.glob("jack_*_0_0")):
+        try:
+            entry.unlink()
+        except OSError:
+            pass
+    return True

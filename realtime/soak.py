@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime import stats as S
+from realtime.jackserver import stop_process
 from realtime.params import SPEC_BY_NAME, Params
 from realtime.paths import PRETRAINED
 
@@ -131,13 +132,7 @@ class SineSource:
         return f"{self.name}:output1"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -227,6 +227,9 @@ class DummyJack:
                         JACK_NO_AUDIO_RESERVATION="1")
 
     def start(self) -> DummyJack:
+        from realtime.jackserver import clean_stale_registry
+
+        clean_stale_registry()
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(["jackd", "-n", self.name, "-d", "dummy", "-r", "48000", "-p", "128"],
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env)
