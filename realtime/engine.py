@@ -56,6 +56,7 @@ class Slot:
     xfade: int = 0
     skip_blocks: int = 0
     failures: int = 0                   # consecutive failed or late blocks
+    late_once: bool = False             # the last failure was a single late block (maybe a transient)
     backoff: int = BACKOFF_BLOCKS
 
 
@@ -186,6 +187,7 @@ class Engine:
             s.held_z[:] = 0.0
             s.skip_blocks = 0
             s.failures = 0
+            s.late_once = False
             s.backoff = BACKOFF_BLOCKS
         st = self.stats.scalars
         st[S.ALGO_LATENCY] = self.latency_samples
@@ -304,12 +306,19 @@ class Engine:
                     continue
                 engine_fault = True
                 slot.failures += 1
+                slot.late_once = late and slot.failures == 1
                 # One failure may be a fluke; a model that fails again is skipped for a while, so a
                 # stuck model cannot eat every block's budget.
                 if slot.failures >= 2:
                     slot.skip_blocks = slot.backoff
                     slot.backoff = min(2 * slot.backoff, MAX_BACKOFF_BLOCKS)
                 continue
+            if slot.late_once:
+                # The previous block was late once and this one is on time: a transient (the machine
+                # or the scheduler stalled, in ways thread CPU time cannot see on a VM), not a model
+                # too slow for the block. Reclassify that miss as a stall.
+                self.stats.scalars[S.STALLS] += 1
+                slot.late_once = False
             slot.failures = 0
             slot.backoff = BACKOFF_BLOCKS
             cur = out

@@ -30,7 +30,7 @@ SWAPS = 16             # model hot swaps completed
 TIME_RING_POS = 17     # write position in the timing ring
 SAMPLE_RATE = 18
 GATE_OPEN = 19         # 1 when the last frame passed the gate
-STALLS = 20            # misses whose block ran late while its thread was off the CPU (machine, not engine)
+STALLS = 20            # misses from a lone late block (thread off the CPU, or on time again next block)
 N_SCALARS = 21
 
 TIME_RING = 1024       # recent per-block processing times (us)
