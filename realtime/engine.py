@@ -129,7 +129,6 @@ class Engine:
         self.frame_rate = sr / self.cfg.hop
         self.k_sample = blockdsp.smoothing_coef(0.01, sr)          # 10 ms knob smoothing per sample
         self.k_frame = blockdsp.smoothing_coef(0.03, self.frame_rate)  # 30 ms per frame (amount)
-        self.k_wet_up = blockdsp.smoothing_coef(0.02, self.frame_rate)
         self.release = math.exp(-1.0 / (0.08 * sr))                 # limiter release 80 ms
         analysis, _ = make_windows(self.cfg)
         self._ms_norm = 1.0 / (self.cfg.n_fft * float(np.sum(analysis.astype(np.float64) ** 2)))
