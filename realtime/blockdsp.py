@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from realtime import stats as _S
+from realtime.diffusion import ar1_frames
 from realtime.features import apply_features_into, log_magnitude_into
 from realtime.ringbuffer import rb_read, rb_write
 from realtime.stft import analyze_kernel, synthesize_kernel
@@ -214,6 +215,39 @@ def post_block(nf, spec, feat_in, feat_out, use_model, frame_wet, out_spec, ws, 
     st[S_OUT_PEAK] = peak
     st[S_OUT_RMS] = math.sqrt(ss / max(n, 1))
     st[S_LIMITER_GR_DB] = -20.0 * math.log10(lim)
+
+
+@numba.njit(cache=True, nogil=True)
+def prepare_slot(cur, feat_buf, amount_buf, noise_buf, a_start, a_target, k, rng_state, eps, white, rho, frozen,
+                 held_z):
+    """Fill a model's bound input buffers for the ``cur.shape[0]`` frames of a block: the features, the
+    smoothed amount ramp and the AR(1) latent noise (the held latent, at amount 1, when frozen: contract
+    v1's freeze). Returns the last amount. One call instead of four: each numba call costs ~0.5-1 us."""
+    nf = cur.shape[0]
+    feat_buf[:nf] = cur
+    a = ramp_column(amount_buf[:nf], a_start, a_target, k)
+    ar1_frames(rng_state, eps, rho, white, noise_buf[:nf])  # drawn even when frozen: the sequence stays put
+    if frozen:
+        amount_buf[:nf] = 1.0
+        for f in range(nf):
+            noise_buf[f, :] = held_z
+    return a
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_slot(out, mu, noise, a, frozen, held_z, latent, write_latent) -> bool:
+    """After a model call: False when its output has a non-finite value; else track the decoded latent
+    of the last frame in ``held_z`` (for freeze) and, when ``write_latent``, copy its mean to ``latent``."""
+    if not all_finite(out):
+        return False
+    last = out.shape[0] - 1
+    d = mu.shape[1]
+    if not frozen and d == held_z.shape[0]:
+        latent_z(mu[last], noise[last], a, held_z)
+    if write_latent:
+        for j in range(min(d, latent.shape[0])):
+            latent[j] = mu[last, j]
+    return True
 
 
 @numba.njit(cache=True, nogil=True)

@@ -92,18 +92,19 @@ class NoiseSource:
         self.latent_dim = latent_dim
         self.seed = seed
         self.out = np.zeros((max_frames, latent_dim), np.float32)
-        self._white = np.zeros(latent_dim, np.float64)
-        self._eps = np.zeros(latent_dim, np.float64)
-        self._state = np.zeros(4, np.uint64)
+        # Generator state, public for the engine's fused kernel (blockdsp.prepare_slot).
+        self.white = np.zeros(latent_dim, np.float64)
+        self.eps = np.zeros(latent_dim, np.float64)
+        self.state = np.zeros(4, np.uint64)
         self.reset()
 
     def reset(self) -> None:
         """Back to the seeded start; the first eps is a fresh unit-variance draw."""
-        self._state[:] = seed_state(self.seed)
-        fill_normal(self._state, self._eps)
+        self.state[:] = seed_state(self.seed)
+        fill_normal(self.state, self.eps)
 
     def draw(self, n: int, rho: float) -> np.ndarray:
         """Advance ``n`` frames; returns a view ``(n, latent_dim)`` of a preallocated array."""
         view = self.out[:n]
-        ar1_frames(self._state, self._eps, rho, self._white, view)
+        ar1_frames(self.state, self.eps, rho, self.white, view)
         return view

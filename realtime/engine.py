@@ -330,31 +330,24 @@ class Engine:
     def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int) -> np.ndarray | None:
         """Run one slot on ``nf`` frames; ``None`` when the model failed (the caller falls back)."""
         v = self.params.values
-        amount = self._amount[:nf]
-        a = slot.amount = blockdsp.ramp_column(amount, slot.amount, float(v[P.I_AMOUNT[k]]), self.k_frame)
-        rho = rho_for_rate(float(v[P.I_NOISE_RATE[k]]), self.frame_rate)
-        noise = slot.noise.draw(nf, rho)
+        m, ns = slot.model, slot.noise
         frozen = v[P.I_FREEZE[k]] >= 0.5
-        if frozen:
-            # Contract v1 freeze: amount 1 makes z equal to the noise input, which holds the last z.
-            amount[:] = 1.0
-            noise[:] = slot.held_z
+        rho = rho_for_rate(float(v[P.I_NOISE_RATE[k]]), self.frame_rate)
+        a = slot.amount = blockdsp.prepare_slot(cur, m.features_in, m.amount_in, m.noise_in, slot.amount,
+                                                float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
+                                                ns.white, rho, frozen, slot.held_z)
         try:
-            out, mu = _run_model(slot.model, cur, amount, noise, nf)
+            out, mu = m.run_buffered(nf)
             if slot.incoming is not None:
-                out = self._crossfade_in(slot, cur, amount, out, nf, frozen, rho)
+                out = self._crossfade_in(slot, cur, m.amount_in[:nf], out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
-            self.last_error = f"{Path(slot.model.info.path).name}: {type(exc).__name__}: {exc}"
+            self.last_error = f"{Path(m.info.path).name}: {type(exc).__name__}: {exc}"
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None
-        if not blockdsp.all_finite(out):
-            self.last_error = f"{Path(slot.model.info.path).name}: non-finite output"
+        if not blockdsp.finish_slot(out, mu, m.noise_in, a, frozen, slot.held_z, self.stats.latent, k == 0):
+            self.last_error = f"{Path(m.info.path).name}: non-finite output"
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None
-        if not frozen and mu.shape[1] == slot.held_z.shape[0]:
-            blockdsp.latent_z(mu[nf - 1], noise[nf - 1], a, slot.held_z)
-        if k == 0:
-            self.stats.latent[: mu.shape[1]] = mu[nf - 1]
         return out
 
     def _crossfade_in(self, slot: Slot, cur: np.ndarray, amount: np.ndarray, out: np.ndarray, nf: int,
