@@ -109,11 +109,24 @@ def torch_available() -> bool:
 
 
 def _initializers(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The file's initializers by name, float32; in a quantised (QDQ) file each weight that a
+    ``DequantizeLinear`` node expands is dequantised under that node's output name (its float name)."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "DequantizeLinear" and all(x in inits for x in node.input):
+            q, scale = inits[node.input[0]].astype(np.float64), inits[node.input[1]].astype(np.float64)
+            zero = inits[node.input[2]].astype(np.float64) if len(node.input) > 2 else np.zeros_like(scale)
+            axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if scale.ndim == 1 and q.ndim > 0:
+                shape[axis] = -1
+            w = ((q - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+            inits[node.output[0]] = w
+            inits.setdefault(node.input[0].removesuffix("_quantized"), w)  # e.g. encoder.0.weight
     return inits, {p.key: p.value for p in proto.metadata_props}
 
 

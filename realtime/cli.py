@@ -150,6 +150,7 @@ def _forward(module: str, argv: list[str]) -> int:
 FORWARDED = {
     "train": "models.train",
     "export": "export.onnx_export",
+    "quantize": "export.quantize",
     "quality": "models.quality",
     "bench": "realtime.bench",
     "soak": "realtime.soak",

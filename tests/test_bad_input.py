@@ -454,9 +454,12 @@ def test_three_minutes_of_silence_then_sound(real_model):
         for i in range(0, len(tone) - 1023, 1024):
             eng.process_block(tone[i:i + 1024], out[i:i + 1024])
         _assert_bounded(eng, out)
-        outs.append(out[SR // 2: SR - 1024])  # the amount ramp to 0 has decayed below 1e-7 by then
+        # The amount ramp snaps to exactly 0 after ~0.6 s; from then on the noise (whose state differs)
+        # is multiplied by 0. Before that, sqrt(amount) * noise ~ 1e-4 may still move an int8 model's
+        # quantised latent by one step.
+        outs.append(out[3 * SR // 4: SR - 1024])
     assert np.sqrt(np.mean(outs[0] ** 2)) > 0.1
-    np.testing.assert_allclose(outs[0], outs[1], atol=1e-3)
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
     assert t_mean < 3 * t_first, (t_first, t_mean)  # no slow-down over time (denormals, growing state)
     print(f"\n3 min of silence: {n // 1024} blocks of 1024, {1e6 * t_mean:.0f} us/block")
 
