@@ -429,6 +429,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
         try:
             server.start()
         except RuntimeError as exc:
+            server.stop()  # it may be up even though PortAudio did not see it
             rows.append({"period": p, "skipped": str(exc)})
             continue
         try:
@@ -618,31 +619,40 @@ def evaluate_targets(r: dict) -> list[dict]:
     def add(name: str, target: str, value: float | None, ok: bool | None, unit: str = "") -> None:
         rows.append({"target": name, "goal": target, "measured": value, "unit": unit, "met": ok})
 
-    lat = {(x["window"], x["mix"]): x for x in r.get("latency", [])}
+    def rows_of(section: str) -> list[dict]:
+        """A section's result rows; none when it was skipped (then it is a ``{"skipped": ...}`` note)."""
+        v = r.get(section, [])
+        v = v.get("rows", []) if isinstance(v, dict) else v
+        return [x for x in v if isinstance(x, dict) and "skipped" not in x]
+
+    def section(name: str) -> dict:
+        v = r.get(name, {})
+        return v if isinstance(v, dict) else {}
+
+    lat = {(x["window"], x["mix"]): x for x in rows_of("latency")}
     if ("sqrt_hann", 1.0) in lat:
         v = lat[("sqrt_hann", 1.0)]["chirp_samples"]
         add("default latency (48k/512/128, block 128)", "<= 512 samples", v, v <= 512, "samples")
-    bt = {x["block_size"]: x for x in r.get("block_times", [])}
+    bt = {x["block_size"]: x for x in rows_of("block_times")}
     if 128 in bt:
         v = bt[128]["p99_pct"]
         add("p99 block time, block 128", "<= 10 % of period", v, v <= 10, "%")
-    base = r.get("baselines", {})
+    base = section("baselines")
     if "ratio_c_over_a_total" in base:
         v = base["ratio_c_over_a_total"]
         add("(c) torch eager per frame / (a) engine", ">= 10x", v, v >= 10, "x")
-    batched = r.get("baselines_batched", {})
+    batched = section("baselines_batched")
     if "ratio_c_over_a_total" in batched:
         v = batched["ratio_c_over_a_total"]
         add(f"(c)/(a) at block {batched['block_size']} (engine batches frames)", ">= 10x", v, v >= 10, "x")
-    off = r.get("offline", [])
-    for x in off if isinstance(off, list) else []:
+    for x in rows_of("offline"):
         v = x["rtf"]
         add(f"offline RTF, block {x['block_size']}, one core", ">= 200x", v, v >= 200, "x")
-    dev = {x["period"]: x for x in r.get("device", {}).get("rows", []) if "live_p99_pct" in x}
+    dev = {x["period"]: x for x in rows_of("device") if "live_p99_pct" in x}
     if 128 in dev:
         v = dev[128]["live_p99_pct"]
         add("p99 block time, live JACK callback, period 128", "<= 10 % of period", v, v <= 10, "%")
-    ll = {x["hop"]: x for x in r.get("low_latency", {}).get("rows", [])}
+    ll = {x["hop"]: x for x in rows_of("low_latency")}
     if 128 in ll:
         v = ll[128]["latency_samples"]
         add("low-latency mode latency, hop 128", "<= 256 samples", v, v <= 256 and ll[128]["match"], "samples")

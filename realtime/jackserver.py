@@ -28,10 +28,32 @@ class JackServer:
     def start(self) -> JackServer:
         if shutil.which("jackd") is None:
             raise RuntimeError("jackd is not installed; run 'make setup' (installs jackd2)")
-        clean_stale_registry()
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
+        if not self._launch():
+            # Only when jackd itself refuses: wiping the registry while this process's libjack still has
+            # it mapped would hide every later server from PortAudio here.
+            if "Too many servers" in self.log.read_text() and clean_stale_registry():
+                self._launch()
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited: {self.log.read_text()[-500:]}")
+        # jack_wait can report "running" a moment before the server accepts PortAudio's client; re-scan
+        # until PortAudio sees the JACK host API.
+        import sounddevice as sd
+
+        from realtime.audio import rescan
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            rescan()
+            if any(api["name"].startswith("JACK") and api["devices"] for api in sd.query_hostapis()):
+                return self
+            time.sleep(0.2)
+        raise RuntimeError("PortAudio does not see the JACK server")
+
+    def _launch(self) -> bool:
+        """Start jackd and wait until it runs; False when it exited (see the log)."""
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(["jackd", "-n", self.name, "-d", "dummy",
                                           "-r", str(self.rate), "-p", str(self.period)],
@@ -40,24 +62,12 @@ class JackServer:
         while time.monotonic() < deadline:
             r = subprocess.run(["jack_wait", "-c", "-s", self.name], capture_output=True, text=True)
             if "running" in r.stdout:
-                break
+                return True
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jackd exited: {self.log.read_text()[-500:]}")
+                return False
             time.sleep(0.1)
-        else:
-            raise RuntimeError("jackd did not come up within 15 s")
-        # jack_wait can report "running" a moment before the server accepts PortAudio's client; re-scan
-        # until PortAudio sees the JACK host API.
-        import sounddevice as sd
-
-        from realtime.audio import rescan
-
-        while time.monotonic() < deadline + 5:
-            rescan()
-            if any(api["name"].startswith("JACK") and api["devices"] for api in sd.query_hostapis()):
-                return self
-            time.sleep(0.2)
-        raise RuntimeError("PortAudio does not see the JACK server")
+        stop_process(self.proc)
+        raise RuntimeError("jackd did not come up within 15 s")
 
     def stop(self) -> None:
         """Stop the server. PortAudio is shut down first: its JACK host API aborts the process when it

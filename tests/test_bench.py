@@ -72,3 +72,32 @@ def test_quick_report_has_every_section(tp_model, tmp_path):
 def test_cli_rejects_unknown_sections(capsys):
     assert bench.main(["--skip", "nonsense"]) == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+@pytest.mark.audio
+def test_device_section_sees_every_server_and_stops_them(tp_model):
+    """Section 6 starts one jackd per period in one process: each must be seen by PortAudio (a registry
+    wiped under this process's libjack once hid every server after the first) and none may be left."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from realtime import bench; "
+            "print(json.dumps(bench.measure_device(sys.argv[1], (64, 128), 0.5)))")
+    r = subprocess.run([sys.executable, "-c", code, str(tp_model)], capture_output=True, text=True, timeout=180,
+                       cwd=bench.ROOT)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = res["rows"]
+    assert [x["period"] for x in rows] == [64, 128] and all("skipped" not in x for x in rows), rows
+    assert all(x["callbacks"] > 0 for x in rows), rows
+    leaked = []
+    for cmd in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{cmd}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"jackd") and any(b"adh-bench-" in a for a in argv):
+            leaked.append(argv)
+    assert not leaked, leaked
