@@ -10,6 +10,8 @@ command fails: a bad model or device raises a one-line error and the running str
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+import time
 from multiprocessing import shared_memory
 from pathlib import Path
 
@@ -154,17 +156,21 @@ def _child(conn, params_name: str, stats_name: str) -> None:
     errors = _user_errors() + (HostError,)
     while True:
         try:
-            cmd, args, kwargs = conn.recv()
+            seq, cmd, args, kwargs = conn.recv()
         except (EOFError, OSError):
             break
         if cmd == "close":
             break
         try:
-            conn.send(("ok", getattr(runner, cmd)(*args, **kwargs)))
+            answer = (seq, "ok", getattr(runner, cmd)(*args, **kwargs))
         except errors as exc:
-            conn.send(("error", str(exc)))
+            answer = (seq, "error", str(exc))
         except Exception as exc:  # noqa: BLE001 - report, keep serving
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            answer = (seq, "error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(answer)
+        except OSError:  # the parent has gone
+            break
     runner.stop()
     conn.close()
     # Leave without atexit handlers: PortAudio's JACK host API aborts the process in Pa_Terminate when
@@ -189,6 +195,9 @@ class ProcessHost:
         self.stats = Stats(self._s_shm.buf)
         self.stats.reset()
         self._config: tuple | None = None
+        # Commands may come from several threads (GUI, watchdog): one at a time on the pipe.
+        self._lock = threading.Lock()
+        self._seq = 0
         self._spawn()
 
     def _spawn(self) -> None:
@@ -200,12 +209,27 @@ class ProcessHost:
         child_conn.close()
 
     def _call(self, cmd: str, *args, **kwargs):
-        if not self._proc.is_alive():
-            raise HostError(f"the engine process has exited (code {self._proc.exitcode}); restart it")
-        self._conn.send((cmd, args, kwargs))
-        if not self._conn.poll(self.timeout):
-            raise HostError(f"the engine process did not answer '{cmd}' within {self.timeout:.0f} s")
-        status, value = self._conn.recv()
+        """Send one command and wait for its answer. Answers carry the command's sequence number, so a
+        late answer to a command that timed out is discarded instead of being taken for the next one's."""
+        with self._lock:
+            if not self._proc.is_alive():
+                raise HostError(f"the engine process has exited (code {self._proc.exitcode}); restart it")
+            self._seq += 1
+            seq = self._seq
+            deadline = time.monotonic() + self.timeout
+            try:
+                self._conn.send((seq, cmd, args, kwargs))
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._conn.poll(left):
+                        raise HostError(f"the engine process did not answer '{cmd}' within {self.timeout:.0f} s")
+                    got, status, value = self._conn.recv()
+                    if got == seq:
+                        break
+            except (EOFError, OSError):
+                self._proc.join(1)
+                raise HostError(f"the engine process exited while running '{cmd}' (code {self._proc.exitcode}); "
+                                "restart it") from None
         if status == "error":
             raise HostError(value)
         return value
@@ -250,7 +274,7 @@ class ProcessHost:
     def close(self) -> None:
         if self._proc.is_alive():
             try:
-                self._conn.send(("close", (), {}))
+                self._conn.send((0, "close", (), {}))
             except OSError:
                 pass
             self._proc.join(5)

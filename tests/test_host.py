@@ -37,3 +37,30 @@ def test_host_runs_and_keeps_last_good_state(jack, tp_model, tmp_path, host_cls)
         assert host.describe()["running"]
     finally:
         host.close()
+
+
+def test_process_host_skips_late_answers_and_reports_a_dead_child(jack, tp_model):
+    host = ProcessHost()
+    try:
+        host.timeout = 0.01  # a fresh child's first start takes far longer (interpreter, imports, warm-up)
+        with pytest.raises(HostError, match="did not answer 'start'"):
+            host.start([str(tp_model)], "system", "system")
+        host.timeout = 30.0
+        mem = host.memory()  # the late answer to 'start' reaches the pipe first and must be skipped
+        assert "rss_mb" in mem, mem
+        assert host.describe()["running"]  # the timed-out start did happen in the child
+    finally:
+        host.close()
+    host = ProcessHost()
+    try:
+        import threading
+
+        threading.Timer(0.05, host._proc.kill).start()  # dies while serving its first command
+        with pytest.raises(HostError) as info:
+            host.start([str(tp_model)], "system", "system")
+        msg = str(info.value)
+        assert "\n" not in msg and "exited" in msg and "restart" in msg, msg
+        with pytest.raises(HostError, match="has exited"):
+            host.describe()
+    finally:
+        host.close()
