@@ -218,12 +218,21 @@ def test_app_main_opens_the_panel_and_starts_the_engine(qapp, jack, tp_model):
     seen = {}
     before = set(QApplication.topLevelWidgets())
 
+    deadline = time.monotonic() + 30
+
     def probe():
         try:  # always quit, or a failed probe would leave app.exec() waiting forever
-            (win,) = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w not in before]
+            wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w not in before]
+            if (not wins or not wins[0].running) and time.monotonic() < deadline:
+                # the start runs on the panel's command thread while the window stays live: look again
+                QTimer.singleShot(100, probe)
+                return
+            (win,) = wins
             seen.update(running=win.running, host=type(win.host).__name__, models=win.models)
-        finally:
-            QApplication.exit(0)  # not quit(): in Qt 6 that closes every window, the module's panel too
+        except Exception:
+            QApplication.exit(0)
+            raise
+        QApplication.exit(0)  # not quit(): in Qt 6 that closes every window, the module's panel too
 
     QTimer.singleShot(300, probe)
     code = gui_app.main(["--model", str(tp_model), "--input", "system", "--output", "system", "--osc-port", "0",
@@ -263,3 +272,26 @@ def test_model_chain_slots_and_start_stop(fresh, tp_model, qtbot):
     finally:
         fresh.slot_combo.setCurrentIndex(0)
         assert fresh.start_engine([str(tp_model)]), fresh.error_text
+
+
+def test_window_stays_live_while_a_command_runs(fresh, tp_model, qtbot):
+    """Start and model loads run on the panel's command thread: timers (meters, painting) keep firing,
+    and a second command meanwhile is refused instead of re-entering the host."""
+    ticks, second = [], []
+
+    def tick():
+        ticks.append(fresh.busy)
+        if fresh.busy and not second:
+            second.append(fresh.start_engine([str(tp_model)]))
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(5)
+    try:
+        assert fresh.start_engine([str(tp_model)]), fresh.error_text
+        assert fresh.choose_model(str(tp_model)), fresh.error_text
+    finally:
+        timer.stop()
+    assert sum(ticks) > 0, "no timer fired during the commands: the GUI thread was blocked"
+    assert second == [False]
+    assert fresh.running and not fresh.busy

@@ -9,10 +9,11 @@ running. MIDI and OSC write the same store; the timer moves the widgets to whate
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtCore import QEventLoop, QMetaObject, Qt, QTimer
 from PyQt6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -99,6 +100,10 @@ class MainWindow(QMainWindow):
         self.latent_dim = 0
         self._last_callbacks = -1
         self._stalled = False
+        # Host commands (start, model load, restart) take 0.5-2 s; they run on this worker so the window
+        # keeps painting and its meters keep moving meanwhile (see _host_call).
+        self._commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-command")
+        self.busy = False
         self._last_progress = time.monotonic()
         self.midi_map = MidiMap(self.params)
         self.midi_in = MidiInput(self.midi_map)
@@ -310,14 +315,41 @@ class MainWindow(QMainWindow):
         return self.banner.text()
 
     # -- engine commands ----------------------------------------------------------------------------------
+    def _host_call(self, fn, *args):
+        """Run host command ``fn(*args)`` on the worker thread and return its result (or raise its error).
+
+        The GUI thread spins a local event loop until it is done, so painting, meters and timers go on;
+        ``busy`` makes the command entry points refuse a second command meanwhile (no re-entrancy).
+        """
+        future = self._commands.submit(fn, *args)
+        loop = QEventLoop()
+        # queued: quit() runs in the GUI thread, even when the worker finishes first
+        future.add_done_callback(lambda _: QMetaObject.invokeMethod(loop, "quit", Qt.ConnectionType.QueuedConnection))
+        self.busy = True
+        self.statusBar().showMessage("working…")
+        try:
+            if not future.done():
+                loop.exec()
+        finally:
+            self.busy = False
+            self.statusBar().clearMessage()
+        return future.result()
+
+    def _refuse_if_busy(self) -> bool:
+        if self.busy:
+            self.statusBar().showMessage("busy: the previous command is still running", 3000)
+        return self.busy
+
     def start_engine(self, models: list[str] | None = None) -> bool:
         """(Re)start the engine with ``models`` and the picked devices; on failure show why and keep going."""
         models = list(models or self.models)
         if not models:
             self.show_error("no model: pick one with 'Open…' (models/pretrained has none yet)")
             return False
+        if self._refuse_if_busy():
+            return False
         try:
-            info = self.host.start(models, self.input, self.output, self.block_size)
+            info = self._host_call(self.host.start, models, self.input, self.output, self.block_size)
         except Exception as exc:  # noqa: BLE001 - every host error is one line; the old stream keeps playing
             self.show_error(_one_line(exc))
             return False
@@ -335,8 +367,10 @@ class MainWindow(QMainWindow):
         self._refresh_models()
 
     def stop_engine(self) -> None:
+        if self._refuse_if_busy():
+            return
         try:
-            self.host.stop()
+            self._host_call(self.host.stop)
         except Exception as exc:  # noqa: BLE001
             self.show_error(_one_line(exc))
         self.running = False
@@ -348,8 +382,10 @@ class MainWindow(QMainWindow):
             models = list(self.models) or [path]
             models[slot] = path
             return self.start_engine(models)
+        if self._refuse_if_busy():
+            return False
         try:
-            info = self.host.load_model(path, slot)
+            info = self._host_call(self.host.load_model, path, slot)
         except Exception as exc:  # noqa: BLE001
             msg = _one_line(exc)
             if "restart the engine" not in msg:  # a different added delay needs a restart, not a swap
@@ -547,8 +583,10 @@ class MainWindow(QMainWindow):
             b.style().polish(b)
 
     def _restart(self) -> None:
+        if self._refuse_if_busy():
+            return
         try:
-            info = self.host.restart()
+            info = self._host_call(self.host.restart)
         except Exception as exc:  # noqa: BLE001
             self.show_error(_one_line(exc))
             return
@@ -562,6 +600,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the timer and close MIDI and OSC (the host belongs to the caller)."""
         self.timer.stop()
+        self._commands.shutdown(wait=True)
         self.midi_in.close()
         if self.osc is not None:
             self.osc.close()
