@@ -7,6 +7,7 @@ channel goes in, the processed signal goes to every output channel.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from realtime import stats as S
 from realtime.engine import Engine, freeze_heap
+from realtime.watchdog import RunWatchdog
 
 SWITCH_INTERVAL = 0.0005
 
@@ -183,6 +185,8 @@ class LiveStream:
             self.stream = None
             self._devices = None
             raise AudioDeviceError(f"cannot open the audio stream: {exc}") from None
+        if eng.watchdog is None and eng.deadline_share < math.inf:
+            eng.watchdog = RunWatchdog()
         lat_in, lat_out = self.stream.latency
         eng.stats.scalars[S.DEVICE_LATENCY_IN] = lat_in
         eng.stats.scalars[S.DEVICE_LATENCY_OUT] = lat_out
@@ -200,6 +204,9 @@ class LiveStream:
             except Exception as exc:
                 self.last_status = f"stream closed with an error: {exc}"
             self.stream = None
+        wd, self.engine.watchdog = self.engine.watchdog, None  # the callback no longer runs: safe to drop
+        if wd is not None:
+            wd.close()
 
     def restart(self) -> None:
         """Close, re-scan devices (a restarted audio server gets new ids) and start again."""

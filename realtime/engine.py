@@ -41,6 +41,9 @@ SWAP_XFADE_FRAMES = 64
 #: After a miss the model is skipped for this many blocks, doubling per consecutive miss up to MAX.
 BACKOFF_BLOCKS = 8
 MAX_BACKOFF_BLOCKS = 256
+#: How long onnxruntime takes to return after the watchdog sets ``terminate`` (measured 0.34-0.51 ms
+#: with a Loop-heavy model while JACK ran); the watchdog fires this much before the block's deadline.
+WATCHDOG_UNWIND_S = 0.0006
 
 
 @dataclass
@@ -155,6 +158,9 @@ class Engine:
         #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
         #: session takes 0.5-0.8 ms (arena unmapping), so the next swap_model call frees them instead.
         self._retired: list = []
+        #: Set by a live stream (:class:`realtime.watchdog.RunWatchdog`): stops model calls at the deadline.
+        self.watchdog = None
+        self._stopped = False
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -293,8 +299,10 @@ class Engine:
                 block_ok = False
                 engine_fault = True
                 continue
-            out = self._run_slot(slot, k, cur, nf)
-            late = out is not None and time.perf_counter() - t0 > deadline
+            # Stop the call early enough that, after onnxruntime unwinds, the block still ends on time.
+            out = self._run_slot(slot, k, cur, nf, t0 + max(deadline - WATCHDOG_UNWIND_S, 0.5 * deadline))
+            # A result (or a call the watchdog stopped) that came after the deadline; a model error is not late.
+            late = (out is not None or self._stopped) and time.perf_counter() - t0 > deadline
             if out is None or late:
                 block_ok = False
                 if late and time.thread_time() - c0 < deadline:
@@ -327,8 +335,9 @@ class Engine:
                 self.stats.scalars[S.STALLS] += 1
         return self._feat_in if cur is feat_in else cur
 
-    def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int) -> np.ndarray | None:
-        """Run one slot on ``nf`` frames; ``None`` when the model failed (the caller falls back)."""
+    def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int, t_deadline: float) -> np.ndarray | None:
+        """Run one slot on ``nf`` frames; ``None`` when the model failed or was stopped at ``t_deadline``
+        (``time.perf_counter()``) by the watchdog (the caller falls back)."""
         v = self.params.values
         m, ns = slot.model, slot.noise
         frozen = v[P.I_FREEZE[k]] >= 0.5
@@ -336,11 +345,27 @@ class Engine:
         a = slot.amount = blockdsp.prepare_slot(cur, m.features_in, m.amount_in, m.noise_in, slot.amount,
                                                 float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
                                                 ns.white, rho, frozen, slot.held_z)
+        wd = self.watchdog
+        stopped = self._stopped = False
         try:
-            out, mu = m.run_buffered(nf)
+            # Only a model that has already failed or been late is watched: a healthy one costs nothing
+            # extra (no wake-up of the watchdog thread per block).
+            if wd is not None and slot.failures > 0 and t_deadline < math.inf:
+                wd.arm(m.run_options, t_deadline)
+            try:
+                out, mu = m.run_buffered(nf)
+            finally:
+                stopped = wd is not None and slot.failures > 0 and wd.disarm()
             if slot.incoming is not None:
                 out = self._crossfade_in(slot, cur, m.amount_in[:nf], out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
+            if stopped:  # late, not wrong: the caller counts the miss and backs the model off
+                m.run_options.terminate = False
+                self._stopped = True
+                self.last_error = (f"{Path(m.info.path).name}: too slow for {self.block_size or nf * self.cfg.hop}"
+                                   "-sample blocks, stopped at the deadline; use a larger block size or a "
+                                   "lighter model")
+                return None
             self.last_error = f"{Path(m.info.path).name}: {type(exc).__name__}: {exc}"
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None

@@ -174,6 +174,8 @@ class EffectModel:
         self._out_features = np.zeros((max_frames, self.n_bins), np.float32)
         self._mu = np.zeros((max_frames, self.latent_dim), np.float32)
         self._bindings: dict[int, ort.IOBinding] = {}
+        #: Options of every :meth:`run_buffered` call; a watchdog sets ``terminate`` to stop a late call.
+        self.run_options = ort.RunOptions()
         self._probe()
 
     # -- running ---------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ class EffectModel:
         binding = self._bindings.get(n)
         if binding is None:
             binding = self._bind(n)
-        self._sess.run_with_iobinding(binding)
+        self._sess.run_with_iobinding(binding, self.run_options)
         return self._out_features[:n], self._mu[:n]
 
     def _bind(self, n: int) -> ort.IOBinding:

@@ -217,13 +217,40 @@ def test_model_returning_nan_falls_back_and_recovers(jack, fault_models, tmp_pat
     assert_continuous(run)
 
 
+def test_watchdog_stops_a_call_at_its_deadline(fault_models):
+    from realtime.model import EffectModel
+    from realtime.watchdog import RunWatchdog
+
+    m = EffectModel(fault_models["slow"], max_frames=1)
+    m.amount_in[:1] = 0.9
+    full = _slow_call_ms(fault_models["slow"])
+    wd = RunWatchdog()
+    try:
+        t0 = time.perf_counter()
+        wd.arm(m.run_options, t0 + 0.25 * full / 1e3)
+        with pytest.raises(Exception, match="Loop"):  # onnxruntime's error for a terminated run
+            m.run_buffered(1)
+        stopped_ms = 1e3 * (time.perf_counter() - t0)
+        assert wd.disarm() and wd.fired == 1
+        assert stopped_ms < 0.6 * full, (stopped_ms, full)  # a ratio within one run, not a timing target
+        # The flag is cleared for the next call, which runs to the end when its deadline is generous.
+        wd.arm(m.run_options, time.perf_counter() + 10.0)
+        out, _ = m.run_buffered(1)
+        assert not wd.disarm() and np.isfinite(out).all()
+    finally:
+        wd.close()
+    assert not wd._thread.is_alive()
+
+
 def test_model_slower_than_the_deadline_falls_back_and_recovers(jack, fault_models, tmp_path):
-    """A model call the engine cannot interrupt (5 ms, two block periods) stalls the JACK cycle it runs
-    in: the guard discards its late output and backs off (1, 2, then 8, 16, ... 256 blocks), so such
-    stalls stay rare (one per retry), while every other block plays the dry signal."""
+    """A model call (6 ms, over two block periods) that runs past the deadline: the guard discards its
+    output and backs off (1, 2, then 8, 16, ... 256 blocks); from its second late call on, the watchdog
+    stops the call itself before the period ends, so the JACK cycle is not held up; every other block
+    plays the dry signal."""
     run = run_fault(jack, fault_models["slow"], tmp_path)
     assert_counted_and_recovered(run, errors=False)
     assert run.fault["model_errors"] == 0  # late, not wrong: only the deadline guard speaks
+    assert "stopped at the deadline" in run.last_error, run.last_error
     events = assert_continuous(run)
     retries = 12  # slow calls in 1.5 s of fault + the first back-off after it, with margin
     assert run.fault["xruns"] - run.base["xruns"] <= 3 * retries, (run.base, run.fault)
