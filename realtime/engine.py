@@ -350,12 +350,13 @@ class Engine:
         try:
             # Only a model that has already failed or been late is watched: a healthy one costs nothing
             # extra (no wake-up of the watchdog thread per block).
-            if wd is not None and slot.failures > 0 and t_deadline < math.inf:
+            watched = wd is not None and slot.failures > 0 and t_deadline < math.inf
+            if watched:
                 wd.arm(m.run_options, t_deadline)
             try:
-                out, mu = m.run_buffered(nf)
+                out, mu = m.run_buffered(nf, watched)
             finally:
-                stopped = wd is not None and slot.failures > 0 and wd.disarm()
+                stopped = watched and wd.disarm()
             if slot.incoming is not None:
                 out = self._crossfade_in(slot, cur, m.amount_in[:nf], out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash

@@ -174,7 +174,7 @@ class EffectModel:
         self._out_features = np.zeros((max_frames, self.n_bins), np.float32)
         self._mu = np.zeros((max_frames, self.latent_dim), np.float32)
         self._bindings: dict[int, ort.IOBinding] = {}
-        #: Options of every :meth:`run_buffered` call; a watchdog sets ``terminate`` to stop a late call.
+        #: Options of a watched :meth:`run_buffered` call; a watchdog sets ``terminate`` to stop it.
         self.run_options = ort.RunOptions()
         self._probe()
 
@@ -204,18 +204,20 @@ class EffectModel:
         out, mu = self._sess.run(None, {INPUT_FEATURES: features, INPUT_AMOUNT: amount, INPUT_NOISE: noise})
         return out, mu
 
-    def run_buffered(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def run_buffered(self, n: int, watched: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Run the first ``n`` rows of :attr:`features_in`, :attr:`amount_in`, :attr:`noise_in`.
 
         Returns views of preallocated output buffers ``(out_features[:n], mu[:n])``: valid until the
-        next call, which overwrites them. Not re-entrant (one audio thread).
+        next call, which overwrites them. Not re-entrant (one audio thread). ``watched``: run with
+        :attr:`run_options`, so that a watchdog can stop the call; only then, because passing any
+        ``RunOptions`` costs about 30 us per call (measured: 27 -> 59 us for the default model).
         """
         if n == 0:
             return self._out_features[:0], self._mu[:0]
         binding = self._bindings.get(n)
         if binding is None:
             binding = self._bind(n)
-        self._sess.run_with_iobinding(binding, self.run_options)
+        self._sess.run_with_iobinding(binding, self.run_options if watched else None)
         return self._out_features[:n], self._mu[:n]
 
     def _bind(self, n: int) -> ort.IOBinding:

@@ -158,10 +158,10 @@ class SlowModel(EffectModel):
 
     slow = False
 
-    def run_buffered(self, n):
+    def run_buffered(self, n, watched=False):
         if self.slow:
             time.sleep(0.03)
-        return super().run_buffered(n)
+        return super().run_buffered(n, watched)
 
 
 def test_deadline_guard_falls_back_continuously_and_recovers(tp_model):
