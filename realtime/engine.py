@@ -160,7 +160,8 @@ class Engine:
         self._retired: list = []
         #: Set by a live stream (:class:`realtime.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
-        self._stopped = False
+        self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
+        self._t0 = 0.0
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class Engine:
     # -- the callback path ----------------------------------------------------------------------
     def process_block(self, x_in: np.ndarray, x_out: np.ndarray, t_start: float | None = None) -> None:
         """Process one block (float32, 1-D, same length in and out). Never raises; output always finite."""
-        t0 = time.perf_counter() if t_start is None else t_start
+        t0 = self._t0 = time.perf_counter() if t_start is None else t_start
         self._cpu_t0 = time.thread_time()
         n = x_in.shape[0]
         try:
@@ -301,11 +302,11 @@ class Engine:
                 continue
             # Stop the call early enough that, after onnxruntime unwinds, the block still ends on time.
             out = self._run_slot(slot, k, cur, nf, t0 + max(deadline - WATCHDOG_UNWIND_S, 0.5 * deadline))
-            # A result (or a call the watchdog stopped) that came after the deadline; a model error is not late.
-            late = (out is not None or self._stopped) and time.perf_counter() - t0 > deadline
+            # A result that came after the deadline (a model error is not late; a stopped call ends before it).
+            late = out is not None and time.perf_counter() - t0 > deadline
             if out is None or late:
                 block_ok = False
-                if late and time.thread_time() - c0 < deadline:
+                if self._stopped == "stall" or (late and time.thread_time() - c0 < deadline):
                     # Late, but this thread ran for less than the deadline: it was off the CPU (a
                     # hypervisor or the scheduler took it, or it waited for the GIL). Counted as a
                     # stall; the model is not to blame and is not backed off.
@@ -346,7 +347,8 @@ class Engine:
                                                 float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
                                                 ns.white, rho, frozen, slot.held_z)
         wd = self.watchdog
-        stopped = self._stopped = False
+        stopped = False
+        self._stopped = ""
         try:
             # Only a model that has already failed or been late is watched: a healthy one costs nothing
             # extra (no wake-up of the watchdog thread per block).
@@ -360,12 +362,16 @@ class Engine:
             if slot.incoming is not None:
                 out = self._crossfade_in(slot, cur, m.amount_in[:nf], out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
-            if stopped:  # late, not wrong: the caller counts the miss and backs the model off
+            if stopped:  # late, not wrong: the caller counts the miss
                 m.run_options.terminate = False
-                self._stopped = True
-                self.last_error = (f"{Path(m.info.path).name}: too slow for {self.block_size or nf * self.cfg.hop}"
-                                   "-sample blocks, stopped at the deadline; use a larger block size or a "
-                                   "lighter model")
+                # Stopped while this thread had run for less than half the time: it was off the CPU (the
+                # machine stalled), not the model being slow; no back-off, no blame.
+                off_cpu = time.thread_time() - self._cpu_t0 < 0.5 * (time.perf_counter() - self._t0)
+                self._stopped = "stall" if off_cpu else "slow"
+                if not off_cpu:
+                    self.last_error = (f"{Path(m.info.path).name}: too slow for "
+                                       f"{self.block_size or nf * self.cfg.hop}-sample blocks, stopped at the "
+                                       "deadline; use a larger block size or a lighter model")
                 return None
             self.last_error = f"{Path(m.info.path).name}: {type(exc).__name__}: {exc}"
             self.stats.scalars[S.MODEL_ERRORS] += 1

@@ -15,6 +15,8 @@ from pathlib import Path
 
 RATE = 48_000
 PERIOD = 128
+#: Whether this process has started a server (its libjack then holds JACK's registry mapped).
+_started_here = False
 
 
 class JackServer:
@@ -28,9 +30,15 @@ class JackServer:
     def start(self) -> JackServer:
         if shutil.which("jackd") is None:
             raise RuntimeError("jackd is not installed; run 'make setup' (installs jackd2)")
+        global _started_here
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
+        if not _started_here:
+            # Slots of servers killed earlier (by other processes) would pile up until jackd refuses to
+            # start. Safe only before this process's libjack has attached the registry, i.e. before its
+            # first server: wiping it later hides every new server from PortAudio here.
+            clean_stale_registry()
         if not self._launch():
             # Only when jackd itself refuses: wiping the registry while this process's libjack still has
             # it mapped would hide every later server from PortAudio here.
@@ -48,6 +56,7 @@ class JackServer:
         while time.monotonic() < deadline:
             rescan()
             if any(api["name"].startswith("JACK") and api["devices"] for api in sd.query_hostapis()):
+                _started_here = True
                 return self
             time.sleep(0.2)
         raise RuntimeError("PortAudio does not see the JACK server")
