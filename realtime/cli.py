@@ -28,9 +28,15 @@ def cmd_devices(args) -> int:
 
 
 def cmd_info(args) -> int:
+    """Report a model's metadata, contract check and speed: exit 1 when the check fails (a report on a bad
+    file), 2 when there is no file to report on (a usage error, like every other command's)."""
+    from realtime.contract import ModelError
     from realtime.model import describe
 
-    text = describe(resolve_model(args.model))
+    path = Path(resolve_model(args.model))
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}; check the path (models ship in models/pretrained/)")
+    text = describe(path)
     print(text)
     return 0 if "contract check: OK" in text else 1
 

@@ -68,6 +68,7 @@ def test_user_errors_are_one_line(tmp_path, tp_model):
                           "bad.onnx")
     r = run_cli("info", str(bad))
     assert r.returncode == 1 and "contract check: ERROR" in r.stdout and "Traceback" not in r.stderr
+    assert_one_line_error(run_cli("info", str(tmp_path / "missing.onnx")), "missing.onnx", "not found")
 
 
 def test_info_reports_contract_and_timing(tp_model):
