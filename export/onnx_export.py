@@ -175,10 +175,7 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
                           dynamic_axes={n: {0: FRAMES_AXIS} for n in (*INPUT_NAMES, *OUTPUT_NAMES)},
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(proto, meta)
     proto.producer_name, proto.producer_version = "audio-diffusion-host", __version__
     proto.doc_string = f"Audio Diffusion Host {kind} model, contract v1. {description}".strip()
     try:
@@ -197,6 +194,14 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
         raise ExportError(f"{out_path.name}: onnxruntime differs from torch by {diff:.3g} "
                           f"(> {PARITY_TOL:g}) on {OUTPUT_FEATURES}/mu")
     return out_path
+
+
+def set_metadata(proto, props: dict[str, str]) -> None:
+    """Replace an ONNX model's ``metadata_props`` with ``props`` (strings, as the contract defines them)."""
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def load_checkpoint(path: str | Path):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.onnx_export import set_metadata
 from realtime.config import StftConfig
 from realtime.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, ModelError, parse_metadata
 
@@ -128,12 +129,9 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                        "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
     out = onnx.load(str(dst))
-    del out.metadata_props[:]
     props[QUANT_KEY] = (f"int8 static (QDQ): weights per channel, activations per tensor calibrated on "
                         f"{len(calib)} frames")
-    for key, value in props.items():
-        entry = out.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(out, props)
     out.producer_name, out.producer_version = proto.producer_name, proto.producer_version
     out.doc_string = proto.doc_string
     onnx.save(out, str(dst))
@@ -165,9 +163,7 @@ def update_metrics(path: str | Path, seconds: float = 30.0) -> dict:
     fresh = quality.evaluate(fn, info.kind, quality.heldout_clips(seconds, quality.HELDOUT_SEED, cfg), cfg)
     metrics = {**info.metrics, **{k: round(v, 4) for k, v in fresh.items()}}
     proto = onnx.load(str(path))
-    for p in proto.metadata_props:
-        if p.key == "metrics":
-            p.value = json.dumps(metrics, sort_keys=True)
+    set_metadata(proto, {**meta, "metrics": json.dumps(metrics, sort_keys=True)})
     onnx.save(proto, str(path))
     return metrics
 

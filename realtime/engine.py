@@ -161,7 +161,6 @@ class Engine:
         #: Set by a live stream (:class:`realtime.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
         self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
-        self._t0 = 0.0
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -238,7 +237,7 @@ class Engine:
     # -- the callback path ----------------------------------------------------------------------
     def process_block(self, x_in: np.ndarray, x_out: np.ndarray, t_start: float | None = None) -> None:
         """Process one block (float32, 1-D, same length in and out). Never raises; output always finite."""
-        t0 = self._t0 = time.perf_counter() if t_start is None else t_start
+        t0 = time.perf_counter() if t_start is None else t_start
         self._cpu_t0 = time.thread_time()
         n = x_in.shape[0]
         try:
@@ -301,7 +300,7 @@ class Engine:
                 engine_fault = True
                 continue
             # Stop the call early enough that, after onnxruntime unwinds, the block still ends on time.
-            out = self._run_slot(slot, k, cur, nf, t0 + max(deadline - WATCHDOG_UNWIND_S, 0.5 * deadline))
+            out = self._run_slot(slot, k, cur, nf, t0, t0 + max(deadline - WATCHDOG_UNWIND_S, 0.5 * deadline))
             # A result that came after the deadline (a model error is not late; a stopped call ends before it).
             late = out is not None and time.perf_counter() - t0 > deadline
             if out is None or late:
@@ -336,9 +335,10 @@ class Engine:
                 self.stats.scalars[S.STALLS] += 1
         return self._feat_in if cur is feat_in else cur
 
-    def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int, t_deadline: float) -> np.ndarray | None:
-        """Run one slot on ``nf`` frames; ``None`` when the model failed or was stopped at ``t_deadline``
-        (``time.perf_counter()``) by the watchdog (the caller falls back)."""
+    def _run_slot(self, slot: Slot, k: int, cur: np.ndarray, nf: int, t0: float,
+                  t_deadline: float) -> np.ndarray | None:
+        """Run one slot on ``nf`` frames of the block that began at ``t0``; ``None`` when the model failed or
+        the watchdog stopped it at ``t_deadline`` (both ``time.perf_counter()``; the caller falls back)."""
         v = self.params.values
         m, ns = slot.model, slot.noise
         frozen = v[P.I_FREEZE[k]] >= 0.5
@@ -362,11 +362,10 @@ class Engine:
             if slot.incoming is not None:
                 out = self._crossfade_in(slot, cur, m.amount_in[:nf], out, nf, frozen, rho)
         except Exception as exc:  # noqa: BLE001 - a failing model is a counted miss, not a crash
-            if stopped:  # late, not wrong: the caller counts the miss
-                m.run_options.terminate = False
+            if stopped:  # late, not wrong: the caller counts the miss (the next arm() clears the flag)
                 # Stopped while this thread had run for less than half the time: it was off the CPU (the
                 # machine stalled), not the model being slow; no back-off, no blame.
-                off_cpu = time.thread_time() - self._cpu_t0 < 0.5 * (time.perf_counter() - self._t0)
+                off_cpu = time.thread_time() - self._cpu_t0 < 0.5 * (time.perf_counter() - t0)
                 self._stopped = "stall" if off_cpu else "slow"
                 if not off_cpu:
                     self.last_error = (f"{Path(m.info.path).name}: too slow for "

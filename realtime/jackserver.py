@@ -40,8 +40,7 @@ class JackServer:
             # first server: wiping it later hides every new server from PortAudio here.
             clean_stale_registry()
         if not self._launch():
-            # Only when jackd itself refuses: wiping the registry while this process's libjack still has
-            # it mapped would hide every later server from PortAudio here.
+            # jackd refuses (its registry is full): the last resort, even though it is no longer safe here.
             if "Too many servers" in self.log.read_text() and clean_stale_registry():
                 self._launch()
             if self.proc is None or self.proc.poll() is not None:
