@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.config import WINDOW_MODES, StftConfig
+from realtime.config import OFFLINE_BLOCK, WINDOW_MODES, StftConfig
 from realtime.engine import Engine
 from realtime.offline import process_signal
 from realtime.paths import PRETRAINED
@@ -71,7 +71,7 @@ class Options:
     rounds: int = 10                     # interleaving rounds
     stage_calls: int = 4000
     offline_seconds: float = 20.0
-    offline_large_block: int = 4096
+    offline_large_block: int = OFFLINE_BLOCK
     baseline_seconds: float = 10.0
     startup_runs: int = 2
     device_periods: tuple[int, ...] = DEVICE_PERIODS

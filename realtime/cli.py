@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
 from realtime.paths import resolve_model
 
 EXIT_USAGE = 2
@@ -172,14 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", nargs="?", default="default")
     i.set_defaults(func=cmd_info)
 
-    def knobs(sp):
+    def knobs(sp, block: int):
         sp.add_argument("--model", action="append",
                         help="model path or shipped name (default, denoise); repeat for a chain, in order")
         sp.add_argument("--amount", type=float, default=0.3, help="diffusion amount 0..1 (default 0.3)")
         sp.add_argument("--noise-rate", type=float, default=2.0, help="noise evolution rate in Hz (default 2)")
         sp.add_argument("--mix", type=float, default=1.0, help="dry/wet mix 0..1 (default 1)")
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--blocksize", type=int, default=128)
+        sp.add_argument("--blocksize", type=int, default=block, help=f"samples per block (default {block})")
         sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
                         help="STFT window mode (default: the model's)")
         sp.add_argument("--quiet", action="store_true")
@@ -188,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input")
     pr.add_argument("output")
     pr.add_argument("--align", action="store_true", help="compensate the engine latency in the output file")
-    knobs(pr)
+    knobs(pr, OFFLINE_BLOCK)
     pr.set_defaults(func=cmd_process)
     lv = sub.add_parser("live", help="process the microphone live")
     lv.add_argument("--input", default=None, help="input device index or name substring")
     lv.add_argument("--output", default=None, help="output device index or name substring")
     lv.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
-    knobs(lv)
+    knobs(lv, LIVE_BLOCK)
     lv.set_defaults(func=cmd_live)
     dm = sub.add_parser("demo", help="process a built-in demo clip with the default model")
     dm.add_argument("--out-dir", default="out")

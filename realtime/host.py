@@ -15,6 +15,7 @@ import time
 from multiprocessing import shared_memory
 from pathlib import Path
 
+from realtime.config import LIVE_BLOCK
 from realtime.params import N_VALUES, Params
 from realtime.stats import Stats
 
@@ -37,7 +38,7 @@ class _Runner:
         self.live = None
         self.config: dict | None = None
 
-    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+    def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0) -> dict:
         from realtime.audio import LiveStream
         from realtime.engine import Engine
@@ -123,7 +124,7 @@ class LocalHost:
         self.stats = Stats()
         self._runner = _Runner(self.params, self.stats)
 
-    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+    def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0) -> dict:
         return self._runner.start(models, input, output, block_size, window, seed)
 
@@ -234,7 +235,7 @@ class ProcessHost:
             raise HostError(value)
         return value
 
-    def start(self, models: list[str], input=None, output=None, block_size: int = 128, window=None,
+    def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0) -> dict:
         config = ([str(m) for m in models], input, output, block_size, window, seed)
         info = self._call("start", *config)

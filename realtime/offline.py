@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.config import OFFLINE_BLOCK
 from realtime.engine import Engine
 from realtime.model import EffectModel
 from realtime.params import Params
@@ -68,7 +69,7 @@ def _read(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
 
 
 def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path], *, amount: float = 0.3,
-                 noise_rate: float = 2.0, mix: float = 1.0, seed: int = 0, block_size: int = 128,
+                 noise_rate: float = 2.0, mix: float = 1.0, seed: int = 0, block_size: int = OFFLINE_BLOCK,
                  window: str | None = None, align: bool = False, params: Params | None = None,
                  show_progress: bool = True) -> dict:
     """Process an audio file with a model chain and write the result (each channel its own engine).

@@ -45,6 +45,31 @@ def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(sf.read(dst, dtype="float32")[0], x)
 
+def test_process_default_block_matches_the_live_block(tmp_path):
+    """Files are processed in 8192-sample blocks (fast); the result equals 128-sample blocks (the live
+    stream's) to float rounding, and ``--blocksize 128`` equals them bit for bit."""
+    from realtime.engine import Engine
+    from realtime.offline import process_signal
+    from realtime.paths import resolve_model
+
+    x = (np.random.default_rng(1).standard_normal(3 * 48000) * 0.1).astype(np.float32)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 48000, subtype="FLOAT")
+    got = {}
+    for name, extra in (("default", ()), ("live", ("--blocksize", "128"))):
+        dst = tmp_path / f"{name}.wav"
+        r = run_cli("process", str(src), str(dst), "--amount", "0.4", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        got[name] = sf.read(dst, dtype="float32")[0]
+    engine = Engine([resolve_model("default")], block_size=128, deadline_share=float("inf"))
+    engine.params.set("amount", 0.4)
+    engine.params.set("noise_rate", 2.0)
+    engine.reset()
+    np.testing.assert_array_equal(got["live"], process_signal(engine, x))
+    assert np.abs(got["default"]).max() > 0.01
+    np.testing.assert_allclose(got["default"], got["live"], rtol=0, atol=2e-6)
+
+
 
 def test_process_resamples_other_rates(tmp_path, tp_model):
     src = tmp_path / "in44.wav"
