@@ -172,13 +172,17 @@ def ramp_column(out: np.ndarray, start: float, target: float, k: float) -> float
 # Fusing matters: each numba call from Python costs ~1-2 us of dispatch, and a block made 13 of them.
 
 @numba.njit(cache=True, nogil=True)
-def pre_block(x_in, x, in_state, in_gain, k, dry_buf, dry_state, dry, stft_in_buf, stft_in_state, frame, wa,
-              tmp, spec, hop, feat, ms_norm, frame_ms, gate_thresh, gate_state, frame_wet, st):
+def pre_block(x_in, in_gain, gate_thresh, x_buf, in_state, k, dry_buf, dry_state, dry_full, stft_in_buf,
+              stft_in_state, frame, wa, tmp, spec, hop, feat, ms_norm, frame_ms, gate_state, frame_wet, st):
     """Sanitise + input gain, dry delay line, STFT analysis, features, gate. Returns the frame count.
 
-    Writes the input statistics into ``st`` (the engine's stats scalars).
+    ``x_buf`` and ``dry_full`` are work buffers of at least ``len(x_in)`` samples; the block's delayed dry
+    signal is left in ``dry_full[:len(x_in)]``. Writes the input statistics into ``st`` (the engine's
+    stats scalars). The engine passes every argument after ``gate_thresh`` as one prebuilt tuple.
     """
     n = x_in.shape[0]
+    x = x_buf[:n]
+    dry = dry_full[:n]
     bad, peak, ss = sanitize_input(x_in, x, in_state, in_gain, k)
     if bad:
         st[S_BAD_INPUT] += 1
@@ -197,9 +201,16 @@ def pre_block(x_in, x, in_state, in_gain, k, dry_buf, dry_state, dry, stft_in_bu
 
 
 @numba.njit(cache=True, nogil=True)
-def post_block(nf, spec, feat_in, feat_out, use_model, frame_wet, out_spec, ws, tmp, acc, out_buf, out_state,
-               hop, wet, dry, x_out, mix_state, mix, out_gain, k, ceiling, release, st, spec_in, spec_out):
-    """New magnitudes with the input phase, overlap-add synthesis, mix, output gain, limiter, statistics."""
+def post_block(nf, feat_out, use_model, x_out, mix, out_gain, spec, feat_in, frame_wet, out_spec, ws, tmp, acc,
+               out_buf, out_state, hop, wet_full, dry_full, mix_state, k, ceiling, release, st, spec_in, spec_out):
+    """New magnitudes with the input phase, overlap-add synthesis, mix, output gain, limiter, statistics.
+
+    ``dry_full[:len(x_out)]`` holds the block's delayed dry signal (from :func:`pre_block`); ``wet_full``
+    is a work buffer. The engine passes every argument after ``out_gain`` as one prebuilt tuple.
+    """
+    n = x_out.shape[0]
+    wet = wet_full[:n]
+    dry = dry_full[:n]
     if nf:
         if use_model:
             apply_features_into(spec[:nf], feat_in[:nf], feat_out[:nf], frame_wet[:nf], out_spec[:nf])
@@ -211,7 +222,6 @@ def post_block(nf, spec, feat_in, feat_out, use_model, frame_wet, out_spec, ws, 
             spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
     synthesize_kernel(out_spec, nf, ws, tmp, acc, out_buf, out_state, wet, hop)
     peak, ss, lim = mix_limit(dry, wet, x_out, mix_state, mix, out_gain, k, ceiling, release)
-    n = x_out.shape[0]
     st[S_OUT_PEAK] = peak
     st[S_OUT_RMS] = math.sqrt(ss / max(n, 1))
     st[S_LIMITER_GR_DB] = -20.0 * math.log10(lim)
