@@ -39,11 +39,13 @@ class QuantizeError(RuntimeError):
 
 
 def calibration_frames(cfg: StftConfig, data: str = "synthetic", seconds: float = 20.0,
-                       frames: int = 4096, seed: int = CALIBRATION_SEED) -> np.ndarray:
+                       frames: int = 4096, seed: int = CALIBRATION_SEED, noisy: bool = False) -> np.ndarray:
     """Log-magnitude frames to calibrate activation ranges on: ``frames`` rows, shuffled.
 
     ``data`` is ``"synthetic"`` (the project's synthetic instruments and espeak-ng speech, generated with
-    ``seed``) or a folder of the user's audio (what their model was trained on).
+    ``seed``) or a folder of the user's audio (what their model was trained on). ``noisy``: half the
+    frames get white or pink noise at the training SNRs (a restoration model's input in use; calibrated
+    on clean audio only, a denoiser's activation ranges miss the noise it exists to remove).
     """
     from models.quality import heldout_clips
     from realtime.features import log_magnitude
@@ -55,9 +57,18 @@ def calibration_frames(cfg: StftConfig, data: str = "synthetic", seconds: float 
         from models.data import load_folder
 
         clips = load_folder(data, cfg.sample_rate)
-    feats = np.concatenate([log_magnitude(stft(c.audio, cfg)) for c in clips if c.audio.size >= cfg.n_fft])
-    feats = feats[feats.max(axis=1) > np.log(1e-4)]  # digital silence says nothing about the ranges
+    clips = [c for c in clips if c.audio.size >= cfg.n_fft]
     rng = np.random.default_rng(seed)
+    if noisy:
+        from models.data import noisy_pairs
+
+        order = rng.permutation(len(clips))
+        half = len(clips) // 2
+        feats = np.concatenate([noisy_pairs([clips[i] for i in order[:half]], cfg, rng)[0],
+                                *[log_magnitude(stft(clips[i].audio, cfg)) for i in order[half:]]])
+    else:
+        feats = np.concatenate([log_magnitude(stft(c.audio, cfg)) for c in clips])
+    feats = feats[feats.max(axis=1) > np.log(1e-4)]  # digital silence says nothing about the ranges
     return np.ascontiguousarray(feats[rng.permutation(len(feats))[:frames]])
 
 
@@ -182,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.model import EffectModel
 
     try:
-        cfg = EffectModel(args.model, max_frames=1).cfg
-        calib = calibration_frames(cfg, args.data, frames=args.frames)
+        model = EffectModel(args.model, max_frames=1)
+        calib = calibration_frames(model.cfg, args.data, frames=args.frames,
+                                   noisy=model.info.kind == "restoration")
         report = quantize_int8(args.model, args.out, calib)
     except (ModelError, QuantizeError, NoAudioError, OSError, ValueError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -32,6 +32,16 @@ def _alone_vs_batched(m: EffectModel, feats: np.ndarray, seed: int = 0) -> float
     return float(np.abs(alone - batch).max())
 
 
+def test_restoration_models_calibrate_on_noisy_frames(calib):
+    """A denoiser's calibration must contain the noise it removes: its quiet bins are raised by it."""
+    noisy = calibration_frames(StftConfig(), seconds=2.0, frames=512, noisy=True)
+    assert noisy.shape == calib.shape and np.isfinite(noisy).all()
+    floor = np.log(1e-4)
+    assert (noisy < floor).mean() < 0.5 * (calib < floor).mean()  # fewer near-silent bins
+    again = calibration_frames(StftConfig(), seconds=2.0, frames=512, noisy=True)
+    np.testing.assert_array_equal(noisy, again)  # seeded
+
+
 def test_quantised_copy_loads_is_smaller_and_close(tp_model, calib, tmp_path):
     out = tmp_path / "q.onnx"
     report = quantize_int8(tp_model, out, calib)
