@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime import cpuwake
 from realtime.config import OFFLINE_BLOCK, WINDOW_MODES, StftConfig
 from realtime.engine import Engine
 from realtime.offline import process_signal
@@ -75,7 +76,7 @@ class Options:
     baseline_seconds: float = 10.0
     startup_runs: int = 2
     device_periods: tuple[int, ...] = DEVICE_PERIODS
-    device_seconds: float = 3.0
+    device_seconds: float = 10.0
     jitter_trials: int = 200
     quality_seconds: float = 12.0
     skip: frozenset[str] = field(default_factory=frozenset)
@@ -445,6 +446,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
             live.stop()
         finally:
             server.stop()
+        idle = _after_idle_times(engine, p, min(seconds, 1.5))
         sr = engine.cfg.sample_rate
         algo_ms = engine.latency_ms
         rows.append({"period": p, "block_size": p, "device_in_ms": 1e3 * lat_in, "device_out_ms": 1e3 * lat_out,
@@ -452,7 +454,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
                      "round_trip_ms": algo_ms + 1e3 * (lat_in + lat_out), "callbacks": s["callbacks"],
                      "expected_callbacks": elapsed * sr / p, "xruns": s["xruns"], "misses": s["misses"],
                      "live_p50_us": s["block_us_p50"], "live_p99_us": s["block_us_p99"],
-                     "live_max_us": s["block_us_max"], "live_p99_pct": 100 * s["cpu_share_p99"]})
+                     "live_max_us": s["block_us_max"], "live_p99_pct": 100 * s["cpu_share_p99"], **idle})
     if all("skipped" not in x for x in rows):
         import shutil
 
@@ -460,7 +462,36 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
     return {"seconds": seconds, "rows": rows,
             "note": "round trip = latency PortAudio reports for the JACK dummy driver (input + output buffering; "
                     "a real interface adds its converter and USB latency on top) + the engine's algorithmic "
-                    "latency. live_* are the callback's own block times while streaming."}
+                    "latency. live_* are the callback's own block times while streaming. after_sleep_* are the "
+                    "same engine's block times, without a server, when each block follows a sleep of one "
+                    "period (as in a stream); after_sleep_awake_* the same with the CPUs held out of deep idle "
+                    "(realtime.cpuwake, when permitted); hot_* when blocks follow each other at once."}
+
+
+def _after_idle_times(engine: Engine, block: int, seconds: float) -> dict:
+    """Block times of ``engine`` after sleeping one block period (caches and the core gone cold, as
+    between callbacks) and back to back (hot), in us: the machine's share of the live figures."""
+    x = noise_signal(seconds, engine.cfg.sample_rate, seed=7)
+    out = np.zeros(block, np.float32)
+    period = block / engine.cfg.sample_rate
+    n = len(x) // block
+    res = {}
+    runs = [("after_sleep", period), ("hot", 0.0)]
+    if os.access(cpuwake.PM_QOS_PATH, os.W_OK):
+        runs.insert(1, ("after_sleep_awake", period))
+    for name, gap in runs:
+        awake = cpuwake.hold_if(name.endswith("_awake"))
+        t = np.empty(n)
+        for i in range(n):
+            if gap:
+                time.sleep(gap)
+            t0 = time.perf_counter_ns()
+            engine.process_block(x[i * block:(i + 1) * block], out)
+            t[i] = time.perf_counter_ns() - t0
+        if awake is not None:
+            awake.close()
+        res[f"{name}_p50_us"], res[f"{name}_p99_us"] = np.percentile(t, [50, 99]) / 1e3
+    return res
 
 
 def measure_jitter(model: Path, trials: int, seed: int = 0, length: int = 16384) -> dict:
@@ -744,6 +775,12 @@ def _fmt(v: object, nd: int = 1) -> str:
     return str(v)
 
 
+def _pair(row: dict, name: str) -> str:
+    """``"p50/p99"`` of a row's ``{name}_p50_us`` and ``{name}_p99_us`` (empty when absent)."""
+    a, b = row.get(f"{name}_p50_us"), row.get(f"{name}_p99_us")
+    return "" if a is None or b is None else f"{a:.0f}/{b:.0f}"
+
+
 def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in header]] + [[_fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -809,11 +846,13 @@ def format_report(r: dict) -> str:
     if "rows" in d:
         parts.append(_table("6. JACK dummy round trip (reported device latency + algorithmic)",
                             ["period", "in ms", "out ms", "algo ms", "total ms", "callbacks", "expected", "xruns",
-                             "misses", "live p99 us", "p99%"],
+                             "misses", "live p50/p99 us", "p99%", "after sleep p50/p99", "same, CPUs awake",
+                             "hot p50/p99"],
                             [[x["period"], x.get("device_in_ms"), x.get("device_out_ms"), x.get("algorithmic_ms"),
                               x.get("round_trip_ms"), x.get("callbacks"), x.get("expected_callbacks"),
-                              x.get("xruns"), x.get("misses"), x.get("live_p99_us"), x.get("live_p99_pct")]
-                             if "skipped" not in x else [x["period"], x["skipped"]] + [""] * 9
+                              x.get("xruns"), x.get("misses"), _pair(x, "live"), x.get("live_p99_pct"),
+                              _pair(x, "after_sleep"), _pair(x, "after_sleep_awake"), _pair(x, "hot")]
+                             if "skipped" not in x else [x["period"], x["skipped"]] + [""] * 12
                              for x in d["rows"]]))
     elif d:
         parts.append(f"6. device: {d.get('skipped')}")

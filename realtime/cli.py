@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from realtime import cpuwake
 from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
 from realtime.paths import resolve_model
 
@@ -65,6 +66,11 @@ def cmd_live(args) -> int:
     from realtime.host import HostError, ProcessHost
 
     models = [str(m) for m in _models(args)]
+    try:
+        awake = cpuwake.hold_if(args.keep_cpu_awake)
+    except cpuwake.CpuWakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     host = ProcessHost()  # the engine gets its own process and GIL; knobs and stats in shared memory
     try:
         for slot in range(len(models)):
@@ -83,6 +89,8 @@ def cmd_live(args) -> int:
         pass
     finally:
         host.close()
+        if awake is not None:
+            awake.close()
     return 0
 
 
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--output", default=None, help="output device index or name substring")
     lv.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
     knobs(lv, LIVE_BLOCK)
+    cpuwake.add_option(lv)
     lv.set_defaults(func=cmd_live)
     dm = sub.add_parser("demo", help="process a built-in demo clip with the default model")
     dm.add_argument("--out-dir", default="out")

@@ -109,3 +109,42 @@ def test_live_cli_runs_on_the_test_server(jack, tp_model):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["callbacks"] > 0.5 * 2 * 48000 / 128  # it played (a loaded VM paces JACK's dummy slower)
     assert summary["engine_misses"] == 0, summary  # stalls (thread off the CPU) are the machine's
+
+
+def test_live_keep_cpu_awake_holds_the_request_while_running(jack, tp_model):
+    """``--keep-cpu-awake`` holds the kernel's cpu_dma_latency request at 0 for exactly as long as the
+    stream runs (as root); without write access it is a one-line error before any audio starts."""
+    import os
+    import time
+
+    from realtime.cpuwake import PM_QOS_PATH, current_request_us
+
+    args = ("live", "--model", str(tp_model), "--input", "system", "--output", "system", "--seconds", "3",
+            "--quiet", "--keep-cpu-awake")
+    if not os.access(PM_QOS_PATH, os.W_OK):
+        assert_one_line_error(run_cli(*args), PM_QOS_PATH)
+        return
+    before = current_request_us()
+    assert before is not None and before > 0
+    p = subprocess.Popen([sys.executable, "-m", "realtime.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    seen = []
+    while p.poll() is None:
+        seen.append(current_request_us())
+        time.sleep(0.05)
+    out, err = p.communicate()
+    assert p.returncode == 0, err
+    assert 0 in seen, seen[:20]
+    assert current_request_us() == before  # released at exit
+    assert json.loads(out.strip().splitlines()[-1])["callbacks"] > 0
+
+
+def test_cpu_awake_errors_are_one_line(tmp_path):
+    import pytest
+
+    from realtime.cpuwake import CpuAwake, CpuWakeError
+
+    missing = tmp_path / "no_such_qos"
+    with pytest.raises(CpuWakeError) as exc:
+        CpuAwake(path=str(missing))
+    assert str(missing) in str(exc.value) and "\n" not in str(exc.value)

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from realtime.cpuwake import CpuWakeError, add_option, hold_if
+
 EXIT_USAGE = 2
 
 
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="run the engine in the GUI's process (LocalHost) instead of its own process")
     p.add_argument("--no-start", action="store_true", help="open the panel without starting the engine")
+    add_option(p)
     return p
 
 
@@ -38,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if not _has_display():
         print("error: no display; set DISPLAY (or run with QT_QPA_PLATFORM=offscreen for a headless check)",
               file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        awake = hold_if(args.keep_cpu_awake)
+    except CpuWakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from PyQt6.QtWidgets import QApplication
 
@@ -67,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             window.deleteLater()
         host.close()
+        if awake is not None:
+            awake.close()
 
 
 if __name__ == "__main__":
