@@ -261,6 +261,16 @@ def finish_slot(out, mu, noise, a, frozen, held_z, latent, write_latent) -> bool
 
 
 @numba.njit(cache=True, nogil=True)
+def crossfade_frames(old: np.ndarray, new: np.ndarray, out: np.ndarray, done: int, total: int) -> None:
+    """Linear crossfade of frame rows: row ``f`` of ``out`` is ``(1 - t) old[f] + t new[f]`` with
+    ``t = min((done + f + 1) / total, 1)`` (a hot swap's ramp, ``done`` frames of ``total`` already faded)."""
+    for f in range(out.shape[0]):
+        t = min((done + f + 1) / total, 1.0)
+        for b in range(out.shape[1]):
+            out[f, b] = (1.0 - t) * old[f, b] + t * new[f, b]
+
+
+@numba.njit(cache=True, nogil=True)
 def latent_z(mu: np.ndarray, noise: np.ndarray, a: float, out: np.ndarray) -> None:
     """``out = sqrt(1 - a) * mu + sqrt(a) * noise``: the latent a diffusion model decoded (for freeze)."""
     c0 = math.sqrt(max(1.0 - a, 0.0))

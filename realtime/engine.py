@@ -219,6 +219,8 @@ class Engine:
             slot.model.warm_up()  # one io binding per frame count, made here rather than in the callback
         for _ in range(blocks):
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
+        f = self._feat_out[:1]
+        blockdsp.crossfade_frames(f, f, f, 0, SWAP_XFADE_FRAMES)  # a hot swap must not compile in the callback
         self.stats._flat[:] = saved
         self.reset()
         self.warmed = True
@@ -388,10 +390,7 @@ class Engine:
             noise[:] = slot.held_z
         new_out, _ = _run_model(model, cur, amount, noise, nf)
         mixed = self._feat_out[:nf]
-        for f in range(nf):
-            t = min((slot.xfade + f + 1) / SWAP_XFADE_FRAMES, 1.0)
-            np.multiply(out[f], 1.0 - t, out=mixed[f])
-            mixed[f] += t * new_out[f]
+        blockdsp.crossfade_frames(out, new_out, mixed, slot.xfade, SWAP_XFADE_FRAMES)
         slot.xfade += nf
         if slot.xfade >= SWAP_XFADE_FRAMES:
             self._retired.append((slot.model, slot.noise))  # keeps them alive: no free in the callback

@@ -253,3 +253,28 @@ def test_window_modes_latency(tp_model, window):
     np.testing.assert_array_equal(y[lat:], x[:-lat])
     assert lat <= (384 if window == "sqrt_hann" else 2 * e.cfg.hop)
     assert math.isclose(e.latency_ms, 1e3 * lat / SR)
+
+
+def test_hot_swap_crossfades_linearly_over_the_swap_frames(tp_model, tmp_path):
+    """A queued model fades in over SWAP_XFADE_FRAMES frames (linear ramp, no allocation: a numba kernel),
+    then replaces the old one."""
+    from export.thirdparty_example import build_thirdparty_model
+    from realtime import blockdsp
+    from realtime.engine import SWAP_XFADE_FRAMES
+
+    old = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    new = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
+    out = np.zeros_like(old)
+    blockdsp.crossfade_frames(old, new, out, 2, 4)
+    t = np.minimum((2 + np.arange(3) + 1) / 4, 1.0)[:, None]
+    np.testing.assert_allclose(out, (1 - t) * old + t * new, rtol=1e-6, atol=1e-7)
+
+    e = make_engine(tp_model, block_size=128)
+    other = build_thirdparty_model(tmp_path / "other.onnx", seed=5)
+    e.swap_model(other)
+    x, y = noise(1.0), np.zeros(128, np.float32)
+    for i in range(SWAP_XFADE_FRAMES):
+        assert e.stats.summary()["swaps"] == 0
+        e.process_block(x[i * 128:(i + 1) * 128], y)
+        assert np.isfinite(y).all()
+    assert e.stats.summary()["swaps"] == 1 and e.slots[0].model.info.path == other
