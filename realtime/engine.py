@@ -55,8 +55,8 @@ class Slot:
     noise: NoiseSource
     amount: float = 0.0                 # smoothed per frame
     held_z: np.ndarray = field(default=None)  # type: ignore[assignment]
-    pending: tuple | None = None        # (model, noise) waiting to be crossfaded in
-    incoming: tuple | None = None       # (model, noise) being crossfaded in
+    pending: tuple | None = None        # (model, noise, held_z) waiting to be crossfaded in
+    incoming: tuple | None = None       # (model, noise, held_z) being crossfaded in
     xfade: int = 0
     skip_blocks: int = 0
     failures: int = 0                   # consecutive failed or late blocks
@@ -242,7 +242,8 @@ class Engine:
         model.warm_up()
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
         freeze_heap()
-        self.slots[slot].pending = (model, noise)  # a single attribute store: the audio thread picks it up
+        held_z = np.zeros(model.latent_dim, np.float32)  # allocated here, not in the callback
+        self.slots[slot].pending = (model, noise, held_z)  # a single attribute store: the audio thread picks it up
         return model
 
     # -- the callback path ----------------------------------------------------------------------
@@ -384,7 +385,7 @@ class Engine:
 
     def _crossfade_in(self, slot: Slot, cur: np.ndarray, amount: np.ndarray, out: np.ndarray, nf: int,
                       frozen: bool, rho: float) -> np.ndarray:
-        model, noise_src = slot.incoming
+        model, noise_src, held_z = slot.incoming
         noise = noise_src.draw(nf, rho)
         if frozen and noise.shape[1] == slot.held_z.shape[0]:
             noise[:] = slot.held_z
@@ -396,7 +397,7 @@ class Engine:
             self._retired.append((slot.model, slot.noise))  # keeps them alive: no free in the callback
             slot.model, slot.noise = model, noise_src
             if slot.held_z.shape[0] != model.latent_dim:
-                slot.held_z = np.zeros(model.latent_dim, np.float32)
+                slot.held_z = held_z
             slot.incoming = None
             self.stats.scalars[S.SWAPS] += 1
         return mixed
