@@ -420,7 +420,6 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
 
     if shutil.which("jackd") is None:
         return {"skipped": "jackd is not installed (make setup installs jackd2)"}
-    from realtime.audio import LiveStream
     from realtime.jackserver import JackServer
 
     rows = []
@@ -434,16 +433,13 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
             rows.append({"period": p, "skipped": str(exc)})
             continue
         try:
-            engine = Engine([model], block_size=p)  # the live configuration: deadline guard on
-            engine.params.set("amount", 0.3)
-            live = LiveStream(engine, "system", "system")
-            live.start()
-            t0 = time.monotonic()
-            time.sleep(seconds)
-            elapsed = time.monotonic() - t0
-            lat_in, lat_out = live.stream.latency
-            s = engine.stats.summary()
-            live.stop()
+            engine, s, elapsed, (lat_in, lat_out) = _live_run(model, p, seconds)
+            awake = {}
+            if os.access(cpuwake.PM_QOS_PATH, os.W_OK):
+                with cpuwake.CpuAwake():
+                    a = _live_run(model, p, seconds)[1]
+                awake = {"live_awake_p50_us": a["block_us_p50"], "live_awake_p99_us": a["block_us_p99"],
+                         "live_awake_p99_pct": 100 * a["cpu_share_p99"], "live_awake_xruns": a["xruns"]}
         finally:
             server.stop()
         idle = _after_idle_times(engine, p, min(seconds, 1.5))
@@ -454,7 +450,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
                      "round_trip_ms": algo_ms + 1e3 * (lat_in + lat_out), "callbacks": s["callbacks"],
                      "expected_callbacks": elapsed * sr / p, "xruns": s["xruns"], "misses": s["misses"],
                      "live_p50_us": s["block_us_p50"], "live_p99_us": s["block_us_p99"],
-                     "live_max_us": s["block_us_max"], "live_p99_pct": 100 * s["cpu_share_p99"], **idle})
+                     "live_max_us": s["block_us_max"], "live_p99_pct": 100 * s["cpu_share_p99"], **awake, **idle})
     if all("skipped" not in x for x in rows):
         import shutil
 
@@ -462,10 +458,31 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
     return {"seconds": seconds, "rows": rows,
             "note": "round trip = latency PortAudio reports for the JACK dummy driver (input + output buffering; "
                     "a real interface adds its converter and USB latency on top) + the engine's algorithmic "
-                    "latency. live_* are the callback's own block times while streaming. after_sleep_* are the "
+                    "latency. live_* are the callback's own block times while streaming (live_awake_*: a second run "
+                    "with the CPUs held out of deep idle, when permitted). after_sleep_* are the "
                     "same engine's block times, without a server, when each block follows a sleep of one "
                     "period (as in a stream); after_sleep_awake_* the same with the CPUs held out of deep idle "
                     "(realtime.cpuwake, when permitted); hot_* when blocks follow each other at once."}
+
+
+def _live_run(model: Path, block: int, seconds: float) -> tuple[Engine, dict, float, tuple[float, float]]:
+    """Stream through the running JACK server for ``seconds``; returns the engine, its statistics
+    summary, the elapsed time and the latencies PortAudio reports (input, output; seconds)."""
+    from realtime.audio import LiveStream
+
+    engine = Engine([model], block_size=block)  # the live configuration: deadline guard on
+    engine.params.set("amount", 0.3)
+    live = LiveStream(engine, "system", "system")
+    live.start()
+    try:
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        latency = live.stream.latency
+        summary = engine.stats.summary()
+    finally:
+        live.stop()
+    return engine, summary, elapsed, latency
 
 
 def _after_idle_times(engine: Engine, block: int, seconds: float) -> dict:
@@ -684,6 +701,9 @@ def evaluate_targets(r: dict) -> list[dict]:
     if 128 in dev:
         v = dev[128]["live_p99_pct"]
         add("p99 block time, live JACK callback, period 128", "<= 10 % of period", v, v <= 10, "%")
+        if "live_awake_p99_pct" in dev[128]:
+            v = dev[128]["live_awake_p99_pct"]
+            add("same, CPUs held awake (live --keep-cpu-awake)", "<= 10 % of period", v, v <= 10, "%")
     ll = {x["hop"]: x for x in rows_of("low_latency")}
     if 128 in ll:
         v = ll[128]["latency_samples"]
@@ -776,9 +796,9 @@ def _fmt(v: object, nd: int = 1) -> str:
 
 
 def _pair(row: dict, name: str) -> str:
-    """``"p50/p99"`` of a row's ``{name}_p50_us`` and ``{name}_p99_us`` (empty when absent)."""
+    """``"p50/p99"`` of a row's ``{name}_p50_us`` and ``{name}_p99_us`` (``-`` when absent)."""
     a, b = row.get(f"{name}_p50_us"), row.get(f"{name}_p99_us")
-    return "" if a is None or b is None else f"{a:.0f}/{b:.0f}"
+    return "-" if a is None or b is None else f"{a:.0f}/{b:.0f}"
 
 
 def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -844,16 +864,21 @@ def format_report(r: dict) -> str:
                             [[k, *[f"{s[k][c]:.3f}" for c in keys]] for k in ("cold", "warm")]))
     d = r.get("device", {})
     if "rows" in d:
+        ok = [x for x in d["rows"] if "skipped" not in x]
         parts.append(_table("6. JACK dummy round trip (reported device latency + algorithmic)",
                             ["period", "in ms", "out ms", "algo ms", "total ms", "callbacks", "expected", "xruns",
-                             "misses", "live p50/p99 us", "p99%", "after sleep p50/p99", "same, CPUs awake",
-                             "hot p50/p99"],
+                             "misses"],
                             [[x["period"], x.get("device_in_ms"), x.get("device_out_ms"), x.get("algorithmic_ms"),
                               x.get("round_trip_ms"), x.get("callbacks"), x.get("expected_callbacks"),
-                              x.get("xruns"), x.get("misses"), _pair(x, "live"), x.get("live_p99_pct"),
-                              _pair(x, "after_sleep"), _pair(x, "after_sleep_awake"), _pair(x, "hot")]
-                             if "skipped" not in x else [x["period"], x["skipped"]] + [""] * 12
+                              x.get("xruns"), x.get("misses")]
+                             if "skipped" not in x else [x["period"], x["skipped"]] + [""] * 7
                              for x in d["rows"]]))
+        parts.append(_table("   block times (p50/p99 us): live callback, live with the CPUs held awake, and "
+                            "without a server: after sleeping one period (plain / CPUs awake) and back to back",
+                            ["period", "live", "p99%", "live awake", "p99%", "after sleep", "awake", "hot"],
+                            [[x["period"], _pair(x, "live"), x.get("live_p99_pct"), _pair(x, "live_awake"),
+                              x.get("live_awake_p99_pct"), _pair(x, "after_sleep"), _pair(x, "after_sleep_awake"),
+                              _pair(x, "hot")] for x in ok]))
     elif d:
         parts.append(f"6. device: {d.get('skipped')}")
     j = r.get("jitter", {})

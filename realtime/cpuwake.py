@@ -2,11 +2,12 @@
 
 Between two audio callbacks the audio thread sleeps for most of the block period; an idle CPU then drops
 into a power-saving state, and the next callback pays for the wake-up and for cold caches and branch
-predictors. Measured on this project's 2-core VM (`audio-diffusion bench`, section 6, block 128): the same
-engine block costs 56 / 110 us (p50 / p99) back to back, 204 / 448 us when each block follows a sleep of
-one period, and 119 / 360 us with the CPUs held awake; live JACK callback p99 8-17 % of the period without,
-8-10 % with (runs vary). On laptops and desktops with deep C-states the wake-up alone can cost 100 us or
-more. Pro-audio set-ups make the same request (``cpu_dma_latency``).
+predictors. On real machines with deep C-states the wake-up alone can cost 100 us or more, and holding the
+CPUs awake is the standard pro-audio remedy (``cpu_dma_latency``, as JACK tuning guides advise). On this
+project's 2-core VM (`audio-diffusion bench`, section 6, block 128) the same engine block costs 55 / 98 us
+(p50 / p99) back to back but 204-348 / 448-1240 us when each block follows a sleep of one period; held
+awake, 119-141 / 360-1154 us in the same runs, and the live callback p99 moved within its run-to-run noise
+(10-17 % of the period either way). Measure on your own machine before relying on it.
 
 The request lasts while the file descriptor is open and is dropped by the kernel when the process exits,
 so a crash cannot leave the machine held awake. It costs power: use it for performances, not by default.
