@@ -435,7 +435,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
         try:
             engine, s, elapsed, (lat_in, lat_out) = _live_run(model, p, seconds)
             awake = {}
-            if os.access(cpuwake.PM_QOS_PATH, os.W_OK):
+            if cpuwake.available():
                 with cpuwake.CpuAwake():
                     a = _live_run(model, p, seconds)[1]
                 awake = {"live_awake_p50_us": a["block_us_p50"], "live_awake_p99_us": a["block_us_p99"],
@@ -494,7 +494,7 @@ def _after_idle_times(engine: Engine, block: int, seconds: float) -> dict:
     n = len(x) // block
     res = {}
     runs = [("after_sleep", period), ("hot", 0.0)]
-    if os.access(cpuwake.PM_QOS_PATH, os.W_OK):
+    if cpuwake.available():
         runs.insert(1, ("after_sleep_awake", period))
     for name, gap in runs:
         awake = cpuwake.hold_if(name.endswith("_awake"))

@@ -72,6 +72,16 @@ def current_request_us(path: str = PM_QOS_PATH) -> int | None:
         return None
 
 
+def available(path: str = PM_QOS_PATH) -> bool:
+    """Whether this process may hold the request (it tries: permissions alone do not tell, e.g. in a
+    container whose device policy refuses the file even to root)."""
+    try:
+        CpuAwake(path=path).close()
+    except CpuWakeError:
+        return False
+    return True
+
+
 def add_option(parser) -> None:
     """The ``--keep-cpu-awake`` option of the live commands."""
     parser.add_argument("--keep-cpu-awake", action="store_true",

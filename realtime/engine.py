@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from realtime import params as P
 from realtime import stats as S
 from realtime.config import StftConfig
 from realtime.diffusion import NoiseSource, rho_for_rate
-from realtime.model import EffectModel
+from realtime.model import EffectModel, file_key
 from realtime.ringbuffer import RingBuffer
 from realtime.stft import StreamingStft
 from realtime.windows import make_windows
@@ -44,6 +45,11 @@ MAX_BACKOFF_BLOCKS = 256
 #: How long onnxruntime takes to return after the watchdog sets ``terminate`` (measured 0.34-0.51 ms
 #: with a Loop-heavy model while JACK ran); the watchdog fires this much before the block's deadline.
 WATCHDOG_UNWIND_S = 0.0006
+#: Models a hot swap replaced stay loaded (least recently used first out), so swapping back to one does
+#: not create its onnxruntime session again: creating a session holds this process's GIL for up to ~4 ms
+#: at a time (measured with the shipped models), longer than a 128-sample block, and the audio thread
+#: waits for it.
+MODEL_CACHE = 4
 F32 = np.dtype(np.float32)
 
 
@@ -167,6 +173,8 @@ class Engine:
         #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
         #: session takes 0.5-0.8 ms (arena unmapping), so the next swap_model call frees them instead.
         self._retired: list = []
+        #: Loaded models not in use, by :attr:`EffectModel.source_key` (see :data:`MODEL_CACHE`).
+        self._cache: OrderedDict[tuple, EffectModel] = OrderedDict()
         #: Set by a live stream (:class:`realtime.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
         self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
@@ -231,20 +239,35 @@ class Engine:
 
         Raises ``ModelError`` (the running model stays) when the file is bad or does not fit the engine.
         """
-        self._retired.clear()  # free the models earlier swaps replaced, here, off the audio thread
-        model = _as_model(path_or_model, self.cfg, self.stft.max_frames)
+        self._keep_retired()
+        model = None if isinstance(path_or_model, EffectModel) else self._cache.pop(file_key(path_or_model), None)
+        cached = model is not None  # loaded, checked and warmed up before
+        if model is None:
+            model = _as_model(path_or_model, self.cfg, self.stft.max_frames)
         if model.max_frames < self.stft.max_frames:
             model = EffectModel(model.info.path, self.cfg, max_frames=self.stft.max_frames)
         if model.info.added_delay_samples != self.slots[slot].model.info.added_delay_samples:
             from realtime.contract import ModelError
             raise ModelError(f"{Path(model.info.path).name}: its added delay differs from the running model's; "
                              "restart the engine with it instead of hot-swapping")
-        model.warm_up()
+        if not cached:
+            model.warm_up()
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
         freeze_heap()
         held_z = np.zeros(model.latent_dim, np.float32)  # allocated here, not in the callback
         self.slots[slot].pending = (model, noise, held_z)  # a single attribute store: the audio thread picks it up
         return model
+
+    def _keep_retired(self) -> None:
+        """Move the models earlier swaps replaced into the cache; free the least recently used beyond
+        :data:`MODEL_CACHE` (here, off the audio thread: freeing a session takes 0.5-0.8 ms)."""
+        while self._retired:
+            model, _noise = self._retired.pop(0)  # list.pop is atomic: the audio thread may append
+            if model.source_key is not None:
+                self._cache[model.source_key] = model
+                self._cache.move_to_end(model.source_key)
+        while len(self._cache) > MODEL_CACHE:
+            self._cache.popitem(last=False)
 
     # -- the callback path ----------------------------------------------------------------------
     def process_block(self, x_in: np.ndarray, x_out: np.ndarray, t_start: float | None = None) -> None:

@@ -93,6 +93,16 @@ def _ort_reason(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def file_key(path: str | Path) -> tuple[str, int, int] | None:
+    """``(resolved path, mtime in ns, size)`` of a model file, or ``None`` when it cannot be read."""
+    try:
+        p = Path(path).resolve()
+        st = p.stat()
+    except OSError:
+        return None
+    return str(p), st.st_mtime_ns, st.st_size
+
+
 def open_session(path: str | Path) -> ort.InferenceSession:
     """An onnxruntime session for ``path`` with :func:`make_session_options`, or a :class:`ModelError`."""
     path = Path(path)
@@ -158,6 +168,9 @@ class EffectModel:
             raise ValueError("max_frames must be >= 1")
         self.path = Path(path)
         self._sess = open_session(self.path)
+        #: What was loaded: (resolved path, modification time in ns, size). A cache keyed by it never
+        #: hands out a stale copy of a file that changed on disk since.
+        self.source_key = file_key(self.path)
         self.info: ModelInfo = parse_metadata(self._sess.get_modelmeta().custom_metadata_map, self.path)
         self.cfg = cfg if cfg is not None else self.info.stft_config()
         check_config(self.info, self.cfg)

@@ -114,14 +114,13 @@ def test_live_cli_runs_on_the_test_server(jack, tp_model):
 def test_live_keep_cpu_awake_holds_the_request_while_running(jack, tp_model):
     """``--keep-cpu-awake`` holds the kernel's cpu_dma_latency request at 0 for exactly as long as the
     stream runs (as root); without write access it is a one-line error before any audio starts."""
-    import os
     import time
 
-    from realtime.cpuwake import PM_QOS_PATH, current_request_us
+    from realtime.cpuwake import PM_QOS_PATH, available, current_request_us
 
     args = ("live", "--model", str(tp_model), "--input", "system", "--output", "system", "--seconds", "3",
             "--quiet", "--keep-cpu-awake")
-    if not os.access(PM_QOS_PATH, os.W_OK):
+    if not available():
         assert_one_line_error(run_cli(*args), PM_QOS_PATH)
         return
     before = current_request_us()
@@ -142,9 +141,10 @@ def test_live_keep_cpu_awake_holds_the_request_while_running(jack, tp_model):
 def test_cpu_awake_errors_are_one_line(tmp_path):
     import pytest
 
-    from realtime.cpuwake import CpuAwake, CpuWakeError
+    from realtime.cpuwake import CpuAwake, CpuWakeError, available
 
     missing = tmp_path / "no_such_qos"
     with pytest.raises(CpuWakeError) as exc:
         CpuAwake(path=str(missing))
     assert str(missing) in str(exc.value) and "\n" not in str(exc.value)
+    assert not available(path=str(missing))

@@ -278,3 +278,46 @@ def test_hot_swap_crossfades_linearly_over_the_swap_frames(tp_model, tmp_path):
         e.process_block(x[i * 128:(i + 1) * 128], y)
         assert np.isfinite(y).all()
     assert e.stats.summary()["swaps"] == 1 and e.slots[0].model.info.path == other
+
+
+def test_swapping_back_reuses_the_loaded_model_unless_the_file_changed(tp_model, tmp_path):
+    """Creating an onnxruntime session holds the GIL for milliseconds, so a model a swap replaced stays
+    loaded (a few of them, least recently used out) and swapping back reuses it; a file changed on disk
+    since is loaded afresh."""
+    import os
+    import shutil
+
+    from export.thirdparty_example import build_thirdparty_model
+    from realtime.engine import MODEL_CACHE, SWAP_XFADE_FRAMES
+
+    a = tmp_path / "a.onnx"
+    shutil.copy(tp_model, a)
+    b = build_thirdparty_model(tmp_path / "b.onnx", seed=5)
+    e = make_engine(a, block_size=128)
+    first = e.slots[0].model
+    x, y = noise(2.0), np.zeros(128, np.float32)
+    pos = 0
+
+    def run_swap():
+        nonlocal pos
+        for _ in range(SWAP_XFADE_FRAMES):
+            e.process_block(x[pos:pos + 128], y)
+            pos = (pos + 128) % (len(x) - 128)
+
+    e.swap_model(b)
+    run_swap()
+    assert e.swap_model(a) is first  # reused: no new session
+    run_swap()
+    assert e.slots[0].model is first
+    st = os.stat(a)
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "changed on disk"
+    back_b = e.swap_model(b)
+    run_swap()
+    assert e.swap_model(a) is not first  # a stale copy is never handed out
+    run_swap()
+    others = [build_thirdparty_model(tmp_path / f"m{i}.onnx", seed=10 + i) for i in range(MODEL_CACHE + 1)]
+    for m in others:
+        e.swap_model(m)
+        run_swap()
+    assert len(e._cache) <= MODEL_CACHE
+    assert e.swap_model(b) is not back_b  # the least recently used was freed
