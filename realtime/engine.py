@@ -31,6 +31,7 @@ from realtime import blockdsp
 from realtime import params as P
 from realtime import stats as S
 from realtime.config import StftConfig
+from realtime.contract import ModelError
 from realtime.diffusion import NoiseSource, rho_for_rate
 from realtime.model import EffectModel, file_key
 from realtime.ringbuffer import RingBuffer
@@ -247,7 +248,6 @@ class Engine:
         if model.max_frames < self.stft.max_frames:
             model = EffectModel(model.info.path, self.cfg, max_frames=self.stft.max_frames)
         if model.info.added_delay_samples != self.slots[slot].model.info.added_delay_samples:
-            from realtime.contract import ModelError
             raise ModelError(f"{Path(model.info.path).name}: its added delay differs from the running model's; "
                              "restart the engine with it instead of hot-swapping")
         if not cached:
@@ -257,6 +257,23 @@ class Engine:
         held_z = np.zeros(model.latent_dim, np.float32)  # allocated here, not in the callback
         self.slots[slot].pending = (model, noise, held_z)  # a single attribute store: the audio thread picks it up
         return model
+
+    def preload(self, paths: Sequence[str | Path]) -> list[str]:
+        """Load models a performer may swap to, before the stream starts, so that swapping to them later
+        creates no onnxruntime session (see :data:`MODEL_CACHE`; at most that many). Files that fail to
+        load are skipped: the swap reports them. Returns the paths now held ready."""
+        in_use = {s.model.source_key for s in self.slots}
+        for path in paths:
+            key = file_key(path)
+            if key is None or key in in_use or key in self._cache or len(self._cache) >= MODEL_CACHE:
+                continue
+            try:
+                model = EffectModel(path, self.cfg, max_frames=self.stft.max_frames)
+            except (ModelError, OSError):
+                continue
+            model.warm_up()
+            self._cache[key] = model
+        return [k[0] for k in self._cache]
 
     def _keep_retired(self) -> None:
         """Move the models earlier swaps replaced into the cache; free the least recently used beyond

@@ -39,13 +39,14 @@ class _Runner:
         self.config: dict | None = None
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0) -> dict:
+              seed: int = 0, preload: list[str] | None = None) -> dict:
         from realtime.audio import LiveStream
         from realtime.engine import Engine
         from realtime.paths import resolve_model
 
         engine = Engine([resolve_model(m) for m in models], block_size=block_size, window=window, seed=seed,
                         params=self.params, stats=self.stats)  # validates every model before touching the stream
+        engine.preload([resolve_model(m) for m in preload or ()])  # before the stream: no GIL contention
         live = LiveStream(engine, input, output)
         live.prepare()  # device errors surface here, while the old stream still plays
         old = self.live
@@ -59,7 +60,7 @@ class _Runner:
             raise
         self.live = live
         self.config = {"models": [str(resolve_model(m)) for m in models], "input": input, "output": output,
-                       "block_size": block_size, "window": window, "seed": seed}
+                       "block_size": block_size, "window": window, "seed": seed, "preload": list(preload or ())}
         return self.describe()
 
     def stop(self) -> None:
@@ -84,7 +85,8 @@ class _Runner:
         self.stop()
         rescan()
         c = self.config
-        return self.start(c["models"], c["input"], c["output"], c["block_size"], c["window"], c["seed"])
+        return self.start(c["models"], c["input"], c["output"], c["block_size"], c["window"], c["seed"],
+                          c["preload"])
 
     def memory(self) -> dict:
         """This process's resident memory in MiB, as is and after handing freed heap pages back to the OS.
@@ -125,8 +127,8 @@ class LocalHost:
         self._runner = _Runner(self.params, self.stats)
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0) -> dict:
-        return self._runner.start(models, input, output, block_size, window, seed)
+              seed: int = 0, preload: list[str] | None = None) -> dict:
+        return self._runner.start(models, input, output, block_size, window, seed, preload)
 
     def stop(self) -> None:
         self._runner.stop()
@@ -236,8 +238,8 @@ class ProcessHost:
         return value
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0) -> dict:
-        config = ([str(m) for m in models], input, output, block_size, window, seed)
+              seed: int = 0, preload: list[str] | None = None) -> dict:
+        config = ([str(m) for m in models], input, output, block_size, window, seed, [str(m) for m in preload or ()])
         info = self._call("start", *config)
         self._config = config
         return info

@@ -360,6 +360,7 @@ class _Controller:
 
     def __init__(self, host, models: list[str], block_size: int, use_gui: bool) -> None:
         self.host, self.window, self.app = host, None, None
+        self.models = list(models)
         self.gui = "off (--no-gui)"
         if use_gui:
             try:
@@ -380,7 +381,7 @@ class _Controller:
             if not self.window.start_engine([model]):
                 raise RuntimeError(f"the panel could not start the engine: {self.window.error_text}")
         else:
-            self.host.start([model], "system", "system", self.block_size)
+            self.host.start([model], "system", "system", self.block_size, preload=self.models)
 
     def swap(self, model: str) -> None:
         if self.window is not None:

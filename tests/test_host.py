@@ -64,3 +64,23 @@ def test_process_host_skips_late_answers_and_reports_a_dead_child(jack, tp_model
             host.describe()
     finally:
         host.close()
+
+
+def test_preloaded_models_swap_in_without_being_loaded_again(jack, tp_model, tmp_path):
+    """Models named in ``preload`` are loaded before the stream starts (a missing one is skipped), and a
+    later swap to one uses that very object: no onnxruntime session is created while the audio runs."""
+    from export.thirdparty_example import build_thirdparty_model
+
+    other = build_thirdparty_model(tmp_path / "other.onnx", seed=5)
+    host = LocalHost()
+    try:
+        host.start([str(tp_model)], "system", "system", preload=[str(other), str(tmp_path / "missing.onnx")])
+        engine = host._runner.live.engine
+        ready = list(engine._cache.values())
+        assert [m.path for m in ready] == [other]
+        host.load_model(str(other))
+        time.sleep(0.5)  # the 64-frame crossfade takes 171 ms
+        assert engine.slots[0].model is ready[0]
+        assert host.stats.summary()["swaps"] == 1
+    finally:
+        host.close()

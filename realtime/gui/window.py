@@ -315,13 +315,13 @@ class MainWindow(QMainWindow):
         return self.banner.text()
 
     # -- engine commands ----------------------------------------------------------------------------------
-    def _host_call(self, fn, *args):
-        """Run host command ``fn(*args)`` on the worker thread and return its result (or raise its error).
+    def _host_call(self, fn, *args, **kwargs):
+        """Run host command ``fn(*args, **kwargs)`` on the worker thread; return its result (or raise its error).
 
         The GUI thread spins a local event loop until it is done, so painting, meters and timers go on;
         ``busy`` makes the command entry points refuse a second command meanwhile (no re-entrancy).
         """
-        future = self._commands.submit(fn, *args)
+        future = self._commands.submit(fn, *args, **kwargs)
         loop = QEventLoop()
         # queued: quit() runs in the GUI thread, even when the worker finishes first
         future.add_done_callback(lambda _: QMetaObject.invokeMethod(loop, "quit", Qt.ConnectionType.QueuedConnection))
@@ -349,7 +349,10 @@ class MainWindow(QMainWindow):
         if self._refuse_if_busy():
             return False
         try:
-            info = self._host_call(self.host.start, models, self.input, self.output, self.block_size)
+            # The shipped models are loaded before the stream starts, so picking one later swaps without
+            # creating an onnxruntime session while the audio runs (that holds the engine's GIL for ms).
+            info = self._host_call(self.host.start, models, self.input, self.output, self.block_size,
+                                   preload=[str(p) for p in shipped_models()])
         except Exception as exc:  # noqa: BLE001 - every host error is one line; the old stream keeps playing
             self.show_error(_one_line(exc))
             return False
