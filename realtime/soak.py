@@ -676,7 +676,8 @@ def format_report(res: SoakResult) -> str:
         f"  xruns       {res.xruns}",
         f"  misses      {res.misses} (probe: machine {mc.get('machine', 0)}, during swaps {mc.get('swap', 0)}, "
         f"unexplained {mc.get('engine', 0)}; the engine itself counted {res.engine_stalls} as off-CPU stalls; "
-        f"engine-caused {res.unexplained_misses})   "
+        f"engine-caused {res.unexplained_misses + mc.get('swap', 0)}: the unexplained ones and any during "
+        f"swaps, whose loading runs in the engine's process)   "
         f"model errors {res.model_errors}   bad-input blocks {res.bad_input_blocks}",
         f"  late blocks machine {lb.get('machine', 0)}, during swaps {lb.get('swap', 0)}, engine {lb.get('engine', 0)}"
         f"   (RT probe{'' if res.probe_realtime else ' WITHOUT real-time priority'}: {res.machine_stalls} "
