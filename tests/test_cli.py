@@ -148,3 +148,23 @@ def test_cpu_awake_errors_are_one_line(tmp_path):
         CpuAwake(path=str(missing))
     assert str(missing) in str(exc.value) and "\n" not in str(exc.value)
     assert not available(path=str(missing))
+
+
+def test_stereo_channels_run_in_parallel_and_equal_mono_processing(tmp_path, tp_model):
+    """Each channel has its own engine (channels run in parallel threads): the stereo result equals each
+    channel processed alone, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((48000, 2)) * 0.1).astype(np.float32)
+    src = tmp_path / "st.wav"
+    sf.write(src, x, 48000, subtype="FLOAT")
+    r = run_cli("process", str(src), str(tmp_path / "st-out.wav"), "--model", str(tp_model), "--amount", "0.5",
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    stereo = sf.read(tmp_path / "st-out.wav", dtype="float32")[0]
+    for ch in range(2):
+        mono = tmp_path / f"m{ch}.wav"
+        sf.write(mono, x[:, ch], 48000, subtype="FLOAT")
+        r = run_cli("process", str(mono), str(tmp_path / f"m{ch}-out.wav"), "--model", str(tp_model),
+                    "--amount", "0.5", "--quiet")
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_array_equal(stereo[:, ch], sf.read(tmp_path / f"m{ch}-out.wav", dtype="float32")[0])
