@@ -66,11 +66,7 @@ def cmd_live(args) -> int:
     from realtime.host import HostError, ProcessHost
 
     models = [str(m) for m in _models(args)]
-    try:
-        awake = cpuwake.hold_if(args.keep_cpu_awake)
-    except cpuwake.CpuWakeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    awake = cpuwake.hold_if(args.keep_cpu_awake)  # a CpuWakeError is a user error: one line, exit 2
     host = ProcessHost()  # the engine gets its own process and GIL; knobs and stats in shared memory
     try:
         for slot in range(len(models)):

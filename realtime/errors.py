@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from realtime.audio import AudioDeviceError
 from realtime.contract import ModelError
+from realtime.cpuwake import CpuWakeError
 from realtime.offline import AudioFileError
 from realtime.params import ParamError
 
 USER_ERRORS: tuple[type[Exception], ...] = (ModelError, AudioDeviceError, AudioFileError, ParamError,
-                                            FileNotFoundError)
+                                            CpuWakeError, FileNotFoundError)
