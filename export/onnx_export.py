@@ -3,7 +3,7 @@
 Opset :data:`OPSET` (17) with the TorchScript-based exporter (``dynamo=False``): it writes one
 self-contained file, and the graph uses only standard operators (Gemm, Erf for GELU, Exp, Log, Sqrt,
 Clip, ReduceMean and elementwise arithmetic) that every onnxruntime >= 1.14 runs. After export the
-file is checked three ways: ``onnx.checker``, metadata through :func:`realtime.contract.parse_metadata`,
+file is checked three ways: ``onnx.checker``, metadata through :func:`realtime.engine.contract.parse_metadata`,
 and onnxruntime (graph optimisations ``ORT_ENABLE_ALL``) against torch on random and real frames,
 max abs difference <= :data:`PARITY_TOL`.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from realtime import __version__
 from realtime.config import StftConfig
-from realtime.contract import (
+from realtime.engine.contract import (
     FRAMES_AXIS,
     INPUT_NAMES,
     OUTPUT_FEATURES,

@@ -26,7 +26,7 @@ import numpy as np
 
 from export.onnx_export import set_metadata
 from realtime.config import StftConfig
-from realtime.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, ModelError, parse_metadata
+from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, ModelError, parse_metadata
 
 #: Seed of the calibration audio: neither the training corpus (seed 0) nor the held-out set.
 CALIBRATION_SEED = 777
@@ -48,8 +48,8 @@ def calibration_frames(cfg: StftConfig, data: str = "synthetic", seconds: float 
     on clean audio only, a denoiser's activation ranges miss the noise it exists to remove).
     """
     from models.quality import heldout_clips
-    from realtime.features import log_magnitude
-    from realtime.stft import stft
+    from realtime.dsp.features import log_magnitude
+    from realtime.dsp.stft import stft
 
     if data == "synthetic":
         clips = [c for cs in heldout_clips(seconds, seed, cfg).values() for c in cs]
@@ -119,7 +119,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from realtime.model import EffectModel
+    from realtime.engine.model import EffectModel
 
     src, dst = Path(src), Path(dst)
     try:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="held-out audio per category to re-measure the stored metrics (0: keep the float ones)")
     args = p.parse_args(argv)
     from models.data import NoAudioError
-    from realtime.model import EffectModel
+    from realtime.engine.model import EffectModel
 
     try:
         model = EffectModel(args.model, max_frames=1)

@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from realtime.config import DEFAULT, StftConfig
-from realtime.contract import (
+from realtime.engine.contract import (
     FRAMES_AXIS,
     INPUT_AMOUNT,
     INPUT_FEATURES,

@@ -17,8 +17,8 @@ import soxr
 
 from models.synth import HELDOUT_TEXTS, Clip, add_noise, speech_clips, synthetic_clips
 from realtime.config import StftConfig
-from realtime.features import log_magnitude
-from realtime.stft import stft
+from realtime.dsp.features import log_magnitude
+from realtime.dsp.stft import stft
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from models.synth import HELDOUT_TEXTS, Clip, add_noise, speech_clips, synthetic_clips
 from realtime.config import StftConfig
-from realtime.features import EPS, log_magnitude, magnitude_from_features
-from realtime.stft import istft, istft_delay, stft
+from realtime.dsp.features import EPS, log_magnitude, magnitude_from_features
+from realtime.dsp.stft import istft, istft_delay, stft
 
 #: A frame processor: raw log-magnitude features ``[frames, n_bins]`` in, same out.
 FeatureFn = Callable[[np.ndarray], np.ndarray]
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time inference (1 thread, 1 and 8 frames per call) with the engine's loader")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
-    from realtime.contract import ModelError
-    from realtime.model import EffectModel
+    from realtime.engine.contract import ModelError
+    from realtime.engine.model import EffectModel
 
     try:
         loaded = EffectModel(args.model)  # the engine's own validation, with its one-line messages
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     metrics = evaluate(fn, kind, sets, cfg)
     if args.timing:
-        from realtime.model import measure_inference
+        from realtime.engine.model import measure_inference
 
         for n, t in measure_inference(loaded, (1, 8), repeats=2000).items():
             metrics[f"infer_{n}frame_median_us"] = round(t["median_us"], 1)

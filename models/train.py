@@ -19,6 +19,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,6 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from export.onnx_export import OPSET, ExportError, export_onnx
 from models import quality
 from models.data import (
     NOISE_COLORS,
@@ -56,6 +56,10 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+#: ``exporter(model, out, **card) -> Path | None`` (see :func:`main`).
+Exporter = Callable[..., 'Path | None']
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -201,8 +205,13 @@ def command_line(argv: list[str] | None) -> str:
     return "audio-diffusion train " + shlex.join(words)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, validate every epoch, checkpoint, evaluate on held-out audio, export. Returns 0 on success."""
+def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int:
+    """Train, validate every epoch, checkpoint, evaluate on held-out audio, then hand the model to ``exporter``.
+
+    ``exporter(model, out, **card)`` writes the ONNX file and returns its path, or ``None`` after printing
+    why it could not (``export.pipeline`` passes the ONNX exporter: models never import export).
+    Without one, training ends with the checkpoint. Returns 0 on success.
+    """
     args = parse_args(argv)
     d = setup(args)
     cfg = StftConfig(window=args.window)
@@ -292,14 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     if done < epochs:
         log(f"stopped after epoch {done} of {epochs}; continue with --resume", file=sys.stderr)
     elif d.main:
-        rc = finish(model, args, argv, cfg, corpus, metrics, t0)
+        rc = finish(model, args, argv, cfg, corpus, metrics, t0, exporter)
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return rc
 
 
-def finish(model: FrameVAE, args, argv, cfg: StftConfig, corpus: Corpus, val_metrics: dict, t0: float) -> int:
+def finish(model: FrameVAE, args, argv, cfg: StftConfig, corpus: Corpus, val_metrics: dict, t0: float,
+           exporter: Exporter | None) -> int:
     """Held-out evaluation, final checkpoint metrics, export. Rank 0 only."""
     model = model.cpu().eval()
     sets = quality.split_by_category(corpus.heldout)
@@ -315,18 +325,18 @@ def finish(model: FrameVAE, args, argv, cfg: StftConfig, corpus: Corpus, val_met
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         ckpt["metrics"] = metrics
         torch.save(ckpt, ckpt_path)
+    if exporter is None:
+        print(f"trained in {time.time() - t0:.0f} s; checkpoint {ckpt_path} (export it with 'audio-diffusion train')",
+              file=sys.stderr)
+        return 0
     desc = f"frame-wise MLP VAE, latent {args.latent}; trained with: {command_line(argv)}"
-    try:
-        path = export_onnx(model, args.out, kind=args.kind, training_data=corpus.description, metrics=metrics,
-                           cfg=cfg, name=args.name, description=desc,
-                           check_features=clip_features(corpus.val[:4], cfg, drop_silence=False))
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    path = exporter(model, args.out, kind=args.kind, training_data=corpus.description, metrics=metrics,
+                    cfg=cfg, name=args.name, description=desc,
+                    check_features=clip_features(corpus.val[:4], cfg, drop_silence=False))
+    if path is None:
         return 1
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, opset {OPSET}) in {time.time() - t0:.0f} s",
-          file=sys.stderr)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Frame-wise VAE on STFT log-magnitude frames, with the normalisation inside the module.
 
 One row in, one row out, no state: the exported graph sees raw ``log(|X| + 1e-5)`` features (what
-:func:`realtime.features.log_magnitude` computes) and returns raw features, so the host never needs the
+:func:`realtime.dsp.features.log_magnitude` computes) and returns raw features, so the host never needs the
 training statistics. Inside:
 
 1. frame gain ``g = mean_k f[k]`` is removed (the network models spectral *shape*; loudness passes
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from realtime.features import EPS
+from realtime.dsp.features import EPS
 
 KINDS = ("diffusion", "restoration")
 #: Exponent of the compressed-magnitude loss used for restoration (|X|^0.3 beat log-MSE in a probe).

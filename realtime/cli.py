@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from realtime import cpuwake
 from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
+from realtime.io import cpuwake
 from realtime.paths import resolve_model
 
 EXIT_USAGE = 2
@@ -23,7 +23,7 @@ def _models(args) -> list[Path]:
 
 
 def cmd_devices(args) -> int:
-    from realtime.audio import list_devices
+    from realtime.io.audio import list_devices
 
     print(list_devices())
     return 0
@@ -32,8 +32,8 @@ def cmd_devices(args) -> int:
 def cmd_info(args) -> int:
     """Report a model's metadata, contract check and speed: exit 1 when the check fails (a report on a bad
     file), 2 when there is no file to report on (a usage error, like every other command's)."""
-    from realtime.contract import ModelError
-    from realtime.model import describe
+    from realtime.engine.contract import ModelError
+    from realtime.engine.model import describe
 
     path = Path(resolve_model(args.model))
     if not path.is_file():
@@ -44,7 +44,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_process(args) -> int:
-    from realtime.offline import process_file
+    from realtime.io.offline import process_file
 
     report = process_file(args.input, args.output, _models(args), amount=args.amount, noise_rate=args.noise_rate,
                           mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
@@ -63,7 +63,7 @@ def _status_line(s: dict) -> str:
 
 
 def cmd_live(args) -> int:
-    from realtime.host import HostError, ProcessHost
+    from realtime.io.host import HostError, ProcessHost
 
     models = [str(m) for m in _models(args)]
     awake = cpuwake.hold_if(args.keep_cpu_awake)  # a CpuWakeError is a user error: one line, exit 2
@@ -93,7 +93,7 @@ def cmd_live(args) -> int:
 def watch_live(host, seconds: float, quiet: bool = False, stall_s: float = 1.0, retry_s: float = 2.0) -> None:
     """Print a refreshing status line; when callbacks stop (device or audio server gone), say so in one
     line and restart the engine process every ``retry_s`` until the device is back."""
-    from realtime.host import HostError
+    from realtime.io.host import HostError
 
     t_end = time.monotonic() + seconds if seconds else float("inf")
     last_count, last_change = -1, time.monotonic()
@@ -129,7 +129,7 @@ def cmd_demo(args) -> int:
     import soundfile as sf
 
     from models.demo import demo_clip
-    from realtime.offline import process_file
+    from realtime.io.offline import process_file
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,12 +159,12 @@ def _forward(module: str, argv: list[str]) -> int:
 
 
 FORWARDED = {
-    "train": "models.train",
+    "train": "export.pipeline",
     "export": "export.onnx_export",
     "quantize": "export.quantize",
     "quality": "models.quality",
-    "bench": "realtime.bench",
-    "soak": "realtime.soak",
+    "bench": "realtime.tools.bench",
+    "soak": "realtime.tools.soak",
     "gui": "realtime.gui.app",
 }
 

@@ -1,7 +1,7 @@
 """The one definition of the STFT used by training, export and the engine.
 
 Every module that frames audio imports :class:`StftConfig` from here; windows are built from it by
-:func:`realtime.windows.make_windows`. Nothing else may hard-code a sample rate, FFT size or hop.
+:func:`realtime.dsp.windows.make_windows`. Nothing else may hard-code a sample rate, FFT size or hop.
 """
 
 from __future__ import annotations

@@ -71,15 +71,15 @@ def take_screenshot(out: str | Path, seconds: float = 2.0, model: str | None = N
                     size: tuple[int, int] = (1280, 800), in_process: bool = False, jack=None) -> Path:
     """Start JACK dummy, the panel and its engine, feed it for ``seconds`` and save the window as PNG.
 
-    ``jack`` may be a running :class:`~realtime.jackserver.JackServer` to reuse (tests pass theirs).
+    ``jack`` may be a running :class:`~realtime.tools.jackserver.JackServer` to reuse (tests pass theirs).
     """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtWidgets import QApplication
 
     from realtime.gui import theme
     from realtime.gui.window import MainWindow
-    from realtime.host import LocalHost, ProcessHost
-    from realtime.jackserver import JackServer
+    from realtime.io.host import LocalHost, ProcessHost
+    from realtime.tools.jackserver import JackServer
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

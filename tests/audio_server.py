@@ -1,5 +1,5 @@
-"""The test audio server lives in :mod:`realtime.jackserver` (the soak run and benchmarks use it too)."""
+"""The test audio server lives in :mod:`realtime.tools.jackserver` (the soak run and benchmarks use it too)."""
 
-from realtime.jackserver import PERIOD, RATE, JackServer
+from realtime.tools.jackserver import PERIOD, RATE, JackServer
 
 __all__ = ["JackServer", "PERIOD", "RATE"]

@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from realtime.jackserver import JackServer  # noqa: E402
+from realtime.tools.jackserver import JackServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ name to ``(builder, words the message must contain)``)
 Fault models (load fine, misbehave at run time; for the engine's reliability tests)
     Each fault is toggled per frame by the ``amount`` input, so a test switches it on and off by
     moving the amount knob, with no model reload. The load-time probe uses amounts up to
-    :data:`realtime.model.PROBE_MAX_AMOUNT` (0.5), so the threshold must be >= 0.5.
+    :data:`realtime.engine.model.PROBE_MAX_AMOUNT` (0.5), so the threshold must be >= 0.5.
 
     * :func:`build_nan_fault` - ``out_features`` (and optionally ``mu``) rows are NaN where
       ``amount > threshold``, exact pass-through of the good model elsewhere.
@@ -39,7 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.thirdparty_example import build_thirdparty_model, build_thirdparty_proto
 from realtime.config import DEFAULT, StftConfig
-from realtime.contract import INPUT_AMOUNT, INPUT_FEATURES, OUTPUT_FEATURES, OUTPUT_MU
+from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, OUTPUT_FEATURES, OUTPUT_MU
 
 # -- proto surgery ---------------------------------------------------------------------------------
 

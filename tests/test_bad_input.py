@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from realtime import cli
-from realtime.engine import Engine
-from realtime.host import HostError, ProcessHost
-from realtime.params import Params
+from realtime.engine.engine import Engine
+from realtime.engine.params import Params
+from realtime.io.host import HostError, ProcessHost
 from realtime.paths import PRETRAINED
 from tests.helpers_models import BAD_MODELS, build_bad
 
@@ -205,7 +205,7 @@ def malformed_presets(tmp: Path, n: int = 200, seed: int = 0) -> list[tuple[str,
 def test_malformed_presets_are_one_line_errors_and_change_nothing(tmp_path, qapp):
     from realtime.gui.presets import PresetError, load_preset
     from realtime.gui.window import MainWindow
-    from realtime.host import LocalHost
+    from realtime.io.host import LocalHost
 
     cases = malformed_presets(tmp_path)
     assert len(cases) == 200

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from realtime import bench
 from realtime.config import WINDOW_MODES
+from realtime.tools import bench
 
 
 @pytest.mark.parametrize("window", WINDOW_MODES)
@@ -82,7 +82,7 @@ def test_device_section_sees_every_server_and_stops_them(tp_model):
     import subprocess
     import sys
 
-    code = ("import json, sys; from realtime import bench; "
+    code = ("import json, sys; from realtime.tools import bench; "
             "print(json.dumps(bench.measure_device(sys.argv[1], (64, 128), 0.5)))")
     r = subprocess.run([sys.executable, "-c", code, str(tp_model)], capture_output=True, text=True, timeout=180,
                        cwd=bench.ROOT)

@@ -48,8 +48,8 @@ def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
 def test_process_default_block_matches_the_live_block(tmp_path):
     """Files are processed in 8192-sample blocks (fast); the result equals 128-sample blocks (the live
     stream's) to float rounding, and ``--blocksize 128`` equals them bit for bit."""
-    from realtime.engine import Engine
-    from realtime.offline import process_signal
+    from realtime.engine.engine import Engine
+    from realtime.io.offline import process_signal
     from realtime.paths import resolve_model
 
     x = (np.random.default_rng(1).standard_normal(3 * 48000) * 0.1).astype(np.float32)
@@ -116,7 +116,7 @@ def test_live_keep_cpu_awake_holds_the_request_while_running(jack, tp_model):
     stream runs (as root); without write access it is a one-line error before any audio starts."""
     import time
 
-    from realtime.cpuwake import PM_QOS_PATH, available, current_request_us
+    from realtime.io.cpuwake import PM_QOS_PATH, available, current_request_us
 
     args = ("live", "--model", str(tp_model), "--input", "system", "--output", "system", "--seconds", "3",
             "--quiet", "--keep-cpu-awake")
@@ -141,7 +141,7 @@ def test_live_keep_cpu_awake_holds_the_request_while_running(jack, tp_model):
 def test_cpu_awake_errors_are_one_line(tmp_path):
     import pytest
 
-    from realtime.cpuwake import CpuAwake, CpuWakeError, available
+    from realtime.io.cpuwake import CpuAwake, CpuWakeError, available
 
     missing = tmp_path / "no_such_qos"
     with pytest.raises(CpuWakeError) as exc:

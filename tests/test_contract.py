@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime import contract
 from realtime.config import DEFAULT, StftConfig
-from realtime.contract import (
+from realtime.dsp.features import FEATURE_TYPE
+from realtime.engine import contract
+from realtime.engine.contract import (
     OPTIONAL_METADATA,
     REQUIRED_METADATA,
     ModelError,
@@ -22,7 +23,6 @@ from realtime.contract import (
     check_io,
     parse_metadata,
 )
-from realtime.features import FEATURE_TYPE
 
 
 def good_props(**changes: str | None) -> dict[str, str]:

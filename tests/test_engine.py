@@ -9,11 +9,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from realtime.engine import Engine
-from realtime.features import EPS, log_magnitude
-from realtime.model import EffectModel
-from realtime.offline import process_signal
-from realtime.stft import istft, istft_delay, stft
+from realtime.dsp.features import EPS, log_magnitude
+from realtime.dsp.stft import istft, istft_delay, stft
+from realtime.engine.engine import Engine
+from realtime.engine.model import EffectModel
+from realtime.io.offline import process_signal
 
 SR = 48_000
 
@@ -259,8 +259,8 @@ def test_hot_swap_crossfades_linearly_over_the_swap_frames(tp_model, tmp_path):
     """A queued model fades in over SWAP_XFADE_FRAMES frames (linear ramp, no allocation: a numba kernel),
     then replaces the old one."""
     from export.thirdparty_example import build_thirdparty_model
-    from realtime import blockdsp
-    from realtime.engine import SWAP_XFADE_FRAMES
+    from realtime.dsp import blockdsp
+    from realtime.engine.engine import SWAP_XFADE_FRAMES
 
     old = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
     new = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
@@ -288,7 +288,7 @@ def test_swapping_back_reuses_the_loaded_model_unless_the_file_changed(tp_model,
     import shutil
 
     from export.thirdparty_example import build_thirdparty_model
-    from realtime.engine import MODEL_CACHE, SWAP_XFADE_FRAMES
+    from realtime.engine.engine import MODEL_CACHE, SWAP_XFADE_FRAMES
 
     a = tmp_path / "a.onnx"
     shutil.copy(tp_model, a)

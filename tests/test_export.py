@@ -12,8 +12,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from export import onnx_export  # noqa: E402
-from models import quality, train  # noqa: E402
-from realtime.contract import INPUT_NAMES, OUTPUT_NAMES, REQUIRED_METADATA, parse_metadata  # noqa: E402
+from export import pipeline as train  # noqa: E402
+from models import quality  # noqa: E402
+from realtime.engine.contract import INPUT_NAMES, OUTPUT_NAMES, REQUIRED_METADATA, parse_metadata  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_onnx_matches_torch_and_has_metadata(trained):
 
 
 def test_the_engine_loader_accepts_it(trained):
-    model_mod = pytest.importorskip("realtime.model")
+    model_mod = pytest.importorskip("realtime.engine.model")
     m = model_mod.EffectModel(trained[0])
     assert m.info.kind == "diffusion" and m.latent_dim == 8
 

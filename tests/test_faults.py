@@ -1,7 +1,7 @@
 """Faults on a running stage setup: real ONNX models that fail at run time, a vanished audio server, a
 device at the wrong rate.
 
-The model faults run the engine as the panel does (:class:`~realtime.host.ProcessHost`, its own process)
+The model faults run the engine as the panel does (:class:`~realtime.io.host.ProcessHost`, its own process)
 on the session's real-time JACK dummy server, with a real JACK client (``jack_simple_client``, a 240 Hz
 sine) patched into its input and another (``jack_rec``) recording what reaches the "speakers". Each
 fault is switched on and off by the amount knob alone (the fault models misbehave only where
@@ -27,8 +27,8 @@ import pytest
 import soundfile as sf
 from onnx import helper
 
-from realtime.host import HostError, ProcessHost
-from realtime.soak import SineSource, engine_ports, jack_connect
+from realtime.io.host import HostError, ProcessHost
+from realtime.tools.soak import SineSource, engine_ports, jack_connect
 from tests.helpers_models import _base, _const, _reroute_output, _save, build_nan_fault, build_slow_fault
 
 pytestmark = pytest.mark.audio
@@ -42,7 +42,7 @@ def build_raise_fault(path: str | Path, threshold: float = 0.5) -> Path:
     """The good model plus a ``Gather`` whose index is 0 normally and 2**20 when any ``amount > threshold``:
     onnxruntime itself then fails the run ("indices element out of data bounds"), a genuine run-time
     error inside the session, not a Python stand-in."""
-    from realtime.contract import INPUT_AMOUNT, INPUT_FEATURES, OUTPUT_FEATURES
+    from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, OUTPUT_FEATURES
 
     model: onnx.ModelProto = _base()
     thr = _const(model, "raise_threshold", np.array(threshold, np.float32))
@@ -66,7 +66,7 @@ def build_raise_fault(path: str | Path, threshold: float = 0.5) -> Path:
 def _slow_call_ms(path: Path) -> float:
     """Fastest of 7 faulty (amount 0.9) single-frame calls of a slow-fault model (the fastest is the
     machine's speed; slower ones only show what else was running)."""
-    from realtime.model import EffectModel
+    from realtime.engine.model import EffectModel
 
     m = EffectModel(path, max_frames=1)
     m.amount_in[:1] = 0.9
@@ -90,7 +90,7 @@ def fault_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_raise_fault_is_a_real_onnxruntime_error(fault_models):
-    from realtime.model import EffectModel
+    from realtime.engine.model import EffectModel
 
     m = EffectModel(fault_models["raise"], max_frames=4)  # loads: the probe stays at amount <= 0.5
     m.amount_in[:2] = 0.9
@@ -218,8 +218,8 @@ def test_model_returning_nan_falls_back_and_recovers(jack, fault_models, tmp_pat
 
 
 def test_watchdog_stops_a_call_at_its_deadline(fault_models):
-    from realtime.model import EffectModel
-    from realtime.watchdog import RunWatchdog
+    from realtime.engine.model import EffectModel
+    from realtime.engine.watchdog import RunWatchdog
 
     m = EffectModel(fault_models["slow"], max_frames=1)
     m.amount_in[:1] = 0.9
@@ -268,7 +268,7 @@ def test_model_slower_than_the_deadline_falls_back_and_recovers(jack, fault_mode
 
 class DummyJack:
     """A jackd the test owns, started without touching PortAudio in this process: killing a server
-    under this process's PortAudio would abort pytest in Pa_Terminate (see realtime/jackserver.py)."""
+    under this process's PortAudio would abort pytest in Pa_Terminate (see realtime/tools/jackserver.py)."""
 
     def __init__(self, name: str, log: Path) -> None:
         self.name, self.log = name, log
@@ -277,7 +277,7 @@ class DummyJack:
                         JACK_NO_AUDIO_RESERVATION="1")
 
     def start(self) -> DummyJack:
-        from realtime.jackserver import clean_stale_registry
+        from realtime.tools.jackserver import clean_stale_registry
 
         clean_stale_registry()
         with open(self.log, "a") as log:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from realtime.features import EPS, apply_features_into, log_magnitude, log_magnitude_into
+from realtime.dsp.features import EPS, apply_features_into, log_magnitude, log_magnitude_into
 
 
 def random_spec(frames: int, bins: int = 257, seed: int = 0) -> np.ndarray:

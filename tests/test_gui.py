@@ -17,7 +17,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from realtime.gui import app as gui_app
 from realtime.gui import theme
 from realtime.gui.window import MainWindow
-from realtime.host import ProcessHost
+from realtime.io.host import ProcessHost
 
 pytestmark = pytest.mark.audio
 

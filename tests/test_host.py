@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from realtime.host import HostError, LocalHost, ProcessHost
+from realtime.io.host import HostError, LocalHost, ProcessHost
 
 pytestmark = pytest.mark.audio
 

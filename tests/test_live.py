@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from realtime.audio import AudioDeviceError, LiveStream, find_device
-from realtime.engine import Engine
+from realtime.engine.engine import Engine
+from realtime.io.audio import AudioDeviceError, LiveStream, find_device
 
 pytestmark = pytest.mark.audio
 
@@ -69,7 +69,7 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
     offline with the same model, seed and block size, gives the very same output samples."""
     import subprocess
 
-    from realtime.offline import process_signal
+    from realtime.io.offline import process_signal
 
     src = subprocess.Popen(["jack_simple_client"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from realtime.config import DEFAULT, StftConfig
-from realtime.contract import ModelError
-from realtime.features import log_magnitude
-from realtime.model import EffectModel, describe, measure_inference, probe_features
+from realtime.dsp.features import log_magnitude
+from realtime.engine.contract import ModelError
+from realtime.engine.model import EffectModel, describe, measure_inference, probe_features
 from tests.helpers_models import (
     BAD_MODELS,
     build_bad,

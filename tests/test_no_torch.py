@@ -13,9 +13,9 @@ import sys
 sys.modules["torch"] = None  # any 'import torch' now raises ImportError, as on a machine without it
 sys.modules["onnx"] = None   # the live host needs onnxruntime only
 import numpy as np
-import realtime.audio, realtime.cli, realtime.host, realtime.offline, realtime.gui.window
-from realtime.engine import Engine
-from realtime.offline import process_signal
+import realtime.io.audio, realtime.cli, realtime.io.host, realtime.io.offline, realtime.gui.window
+from realtime.engine.engine import Engine
+from realtime.io.offline import process_signal
 from realtime.paths import resolve_model
 e = Engine([resolve_model("default")], deadline_share=float("inf"))
 y = process_signal(e, np.random.default_rng(0).standard_normal(4800).astype(np.float32) * 0.1)

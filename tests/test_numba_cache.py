@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _PROBE = """
 import json
 import numba
-import realtime.ringbuffer as rb
-import realtime.stft as st
+import realtime.dsp.ringbuffer as rb
+import realtime.dsp.stft as st
 st.warmup()
 stats = {}
 for mod in (rb, st):
@@ -39,10 +39,10 @@ def _probe(cache_dir: Path) -> dict[str, list[int]]:
 
 def test_second_process_compiles_nothing(tmp_path: Path) -> None:
     first = _probe(tmp_path)  # fresh cache directory: everything compiles
-    assert first["realtime.stft.process_kernel"][1] >= 1
+    assert first["realtime.dsp.stft.process_kernel"][1] >= 1
     second = _probe(tmp_path)
     used = {name: hm for name, hm in second.items() if sum(hm)}
     for name in ("process_kernel", "analyze_kernel", "synthesize_kernel", "_stft_kernel", "_istft_kernel"):
-        assert used[f"realtime.stft.{name}"][0] >= 1, name
+        assert used[f"realtime.dsp.stft.{name}"][0] >= 1, name
     misses = {name: hm[1] for name, hm in used.items() if hm[1]}
     assert not misses, f"recompiled in the second process: {misses}"

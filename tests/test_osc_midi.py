@@ -9,10 +9,10 @@ import mido
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
+from realtime.engine.params import SPEC_BY_NAME, SPECS, ParamError, Params
 from realtime.gui.controls import format_value, from_unit, parse_key, to_unit
 from realtime.gui.midi import Binding, MidiInput, MidiMap, cc_to_value, parse_bindings
 from realtime.gui.osc import OscServer, parse_address
-from realtime.params import SPEC_BY_NAME, SPECS, ParamError, Params
 
 
 def cc(control: int, value: int, channel: int = 0) -> mido.Message:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from realtime.engine.params import Params
 from realtime.gui import presets as pr
 from realtime.gui.midi import Binding
-from realtime.params import Params
 
 
 def _state(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from export.quantize import QUANT_KEY, QuantizeError, calibration_frames, quantize_int8
 from realtime.config import StftConfig
-from realtime.model import EffectModel
+from realtime.engine.model import EffectModel
 from realtime.paths import PRETRAINED
 
 ROOT = PRETRAINED.parent.parent
@@ -77,7 +77,7 @@ def test_shipped_default_is_int8_and_frame_independent(calib):
 
 def test_torch_twin_of_an_int8_model_uses_its_dequantised_weights(calib):
     pytest.importorskip("torch", reason="torch is a training-only dependency")
-    from realtime.baselines import model_parity, torch_model_from_onnx
+    from realtime.tools.baselines import model_parity, torch_model_from_onnx
 
     path = PRETRAINED / "default.onnx"
     module = torch_model_from_onnx(path)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.ringbuffer import RingBuffer, make_ring, rb_available, rb_read, rb_space, rb_write
+from realtime.dsp.ringbuffer import RingBuffer, make_ring, rb_available, rb_read, rb_space, rb_write
 
 
 def _f32(values) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The CI soak: 60 s of the live engine with the panel, knob sweeps and hot swaps, on the real-time JACK
-dummy server, run as the user runs it (``python -m realtime.soak``, its own process)."""
+dummy server, run as the user runs it (``python -m realtime.tools.soak``, its own process)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.audio]
 
 def test_soak_60s_with_gui_and_swaps(jack, tmp_path):
     out = tmp_path / "soak.json"
-    r = subprocess.run([sys.executable, "-m", "realtime.soak", "--seconds", "60", "--swap-every", "10",
+    r = subprocess.run([sys.executable, "-m", "realtime.tools.soak", "--seconds", "60", "--swap-every", "10",
                         "--json", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     print("\n" + r.stdout)
     res = json.loads(out.read_text())

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime.config import StftConfig
-from realtime.stft import StreamingStft, istft, istft_delay, stft, warmup
-from realtime.windows import make_windows, periodic_hann
+from realtime.dsp.stft import StreamingStft, istft, istft_delay, stft, warmup
+from realtime.dsp.windows import make_windows, periodic_hann
 
 CONFIGS = [
     StftConfig(n_fft=512, hop=128),

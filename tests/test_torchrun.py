@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_torchrun_two_processes_on_cpu(tmp_path):
     out = tmp_path / "ddp.onnx"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "models.train", "--minutes", "0.2", "--steps", "6", "--batch", "64", "--latent", "4",
+           "-m", "export.pipeline", "--minutes", "0.2", "--steps", "6", "--batch", "64", "--latent", "4",
            "--hidden", "32,16", "--device", "cpu", "--no-progress", "--no-eval", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from export import pipeline  # noqa: E402
 from models import train  # noqa: E402
 
 TINY = ["--minutes", "0.25", "--batch", "128", "--latent", "8", "--hidden", "64,32", "--deterministic",
@@ -14,7 +15,7 @@ TINY = ["--minutes", "0.25", "--batch", "128", "--latent", "8", "--hidden", "64,
 
 def _run(tmp_path, name: str, *extra: str) -> dict:
     out = tmp_path / f"{name}.onnx"
-    assert train.main([*TINY, "--out", str(out), *extra]) == 0
+    assert pipeline.main([*TINY, "--out", str(out), *extra]) == 0
     assert out.exists()
     return torch.load(out.with_suffix(".pt"), weights_only=False)
 
@@ -45,7 +46,7 @@ def test_seeded_runs_are_identical_and_resume_is_exact(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     # stop after one epoch, then resume: the same weights as the uninterrupted run
     out = tmp_path / "c.onnx"
-    assert train.main([*TINY, "--out", str(out), "--epochs", "2", "--seed", "5", "--stop-after", "1"]) == 0
+    assert pipeline.main([*TINY, "--out", str(out), "--epochs", "2", "--seed", "5", "--stop-after", "1"]) == 0
     assert not out.exists() and out.with_suffix(".pt").exists()
     c = _run(tmp_path, "c", "--epochs", "2", "--seed", "5", "--resume")
     assert c["epoch"] == 1 and len(c["history"]) == 2
@@ -62,7 +63,7 @@ def test_restoration_training_runs(tmp_path):
 
 def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "junk.wav").write_bytes(b"junk")
-    rc = train.main(["--data", str(tmp_path), "--out", str(tmp_path / "x.onnx"), "--steps", "1", "--no-progress"])
+    rc = pipeline.main(["--data", str(tmp_path), "--out", str(tmp_path / "x.onnx"), "--steps", "1", "--no-progress"])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: no usable audio")

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.vae import FrameVAE, kl_divergence, kl_weight, lsd_features_db, vae_loss  # noqa: E402
-from realtime.features import EPS  # noqa: E402
+from realtime.dsp.features import EPS  # noqa: E402
 
 
 def _features(n: int = 32, bins: int = 257, seed: int = 0) -> torch.Tensor:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from realtime.cpuwake import CpuWakeError, add_option, hold_if
+from realtime.io.cpuwake import CpuWakeError, add_option, hold_if
 
 EXIT_USAGE = 2
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from realtime.gui import theme
     from realtime.gui.window import MainWindow
-    from realtime.host import LocalHost, ProcessHost
+    from realtime.io.host import LocalHost, ProcessHost
     from realtime.paths import resolve_model
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -1,6 +1,6 @@
 """Knob keys, tapers and value formatting shared by the panel, MIDI and OSC (no Qt).
 
-A *key* names one knob target the way :meth:`realtime.params.Params.snapshot` does: ``"amount"`` for slot
+A *key* names one knob target the way :meth:`realtime.engine.params.Params.snapshot` does: ``"amount"`` for slot
 0 and ``"amount@2"`` for slot 2 (slots count from 0, like the engine's chain).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from realtime.params import LAYOUT, SPEC_BY_NAME, ParamError, ParamSpec
+from realtime.engine.params import LAYOUT, SPEC_BY_NAME, ParamError, ParamSpec
 
 
 def knob_key(name: str, slot: int = 0) -> str:

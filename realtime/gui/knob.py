@@ -1,4 +1,4 @@
-"""Knob and toggle widgets bound to one knob target of :class:`realtime.params.Params`.
+"""Knob and toggle widgets bound to one knob target of :class:`realtime.engine.params.Params`.
 
 User moves write the store at once; :meth:`KnobControl.show_value` (called by the panel's refresh timer)
 moves the widget to the store's value with signals blocked, so MIDI and OSC changes appear without ever
@@ -14,9 +14,9 @@ from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QPainter, QPen
 from PyQt6.QtWidgets import QDial, QLabel, QMenu, QPushButton, QVBoxLayout, QWidget
 
+from realtime.engine.params import SPEC_BY_NAME, ParamError, Params
 from realtime.gui import theme
 from realtime.gui.controls import format_value, from_unit, knob_key, to_unit
-from realtime.params import SPEC_BY_NAME, ParamError, Params
 
 STEPS = 1000  # dial positions over the whole travel
 START_DEG, SWEEP_DEG = 225.0, 270.0  # 7 o'clock to 5 o'clock, like a hardware pot

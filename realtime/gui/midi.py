@@ -1,6 +1,6 @@
 """MIDI learn and CC mappings (no Qt), plus an optional virtual MIDI input port.
 
-:class:`MidiMap` turns control-change messages into knob writes through :class:`realtime.params.Params` (the
+:class:`MidiMap` turns control-change messages into knob writes through :class:`realtime.engine.params.Params` (the
 same lock-free store and audio-thread smoothing as the panel). It is driven by real :class:`mido.Message`
 objects, from the port's reader thread or injected by code. :class:`MidiInput` opens a virtual input port
 with python-rtmidi (ALSA sequencer, else JACK MIDI) and reports ``"MIDI unavailable: <reason>"`` when
@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from realtime.engine.params import SPEC_BY_NAME, ParamError, Params
 from realtime.gui.controls import from_unit, parse_key
-from realtime.params import SPEC_BY_NAME, ParamError, Params
 
 PORT_NAME = "Audio Diffusion Host"
 

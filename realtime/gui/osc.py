@@ -1,7 +1,7 @@
 """An optional OSC server: ``/diffusion/<knob> <value>`` and ``/diffusion/slot/<k>/<knob> <value>`` (no Qt).
 
 Bound to 127.0.0.1 by default; port 0 picks a free one (see :attr:`OscServer.port`). Messages write through
-:class:`realtime.params.Params`, the same store and smoothing the panel uses. Anything malformed (bad packet,
+:class:`realtime.engine.params.Params`, the same store and smoothing the panel uses. Anything malformed (bad packet,
 unknown address or knob, wrong argument count or type, out of range) is ignored and counted.
 """
 
@@ -13,8 +13,8 @@ from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from realtime.engine.params import ParamError, Params
 from realtime.gui.controls import knob_key, parse_key
-from realtime.params import ParamError, Params
 
 PREFIX = "/diffusion"
 

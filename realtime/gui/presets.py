@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realtime.engine.params import MAX_SLOTS, ParamError, Params
 from realtime.gui.midi import Binding, parse_bindings
-from realtime.params import MAX_SLOTS, ParamError, Params
 from realtime.paths import PRETRAINED, resolve_model
 
 FORMAT = "audio-diffusion-preset"

@@ -1,8 +1,8 @@
 """The performer's panel: knobs, device and model pickers, live meters and engine readouts.
 
 The window talks to the engine three ways only: knob writes into the host's lock-free
-:class:`~realtime.params.Params`, reads of its :class:`~realtime.stats.Stats` on a ~30 Hz timer, and commands
-(start, stop, load a model) through the host, which raises one-line errors and keeps the last good state
+:class:`~realtime.engine.params.Params`, reads of its :class:`~realtime.engine.stats.Stats` on a ~30 Hz timer,
+and commands (start, stop, load a model) through the host, which raises one-line errors and keeps the last good state
 running. MIDI and OSC write the same store; the timer moves the widgets to whatever the store holds.
 """
 
@@ -67,7 +67,7 @@ def _card(title: str | None = None) -> tuple[QFrame, QVBoxLayout]:
 
 
 class MainWindow(QMainWindow):
-    """The control panel over an engine ``host`` (:class:`~realtime.host.ProcessHost` or ``LocalHost``).
+    """The control panel over an engine ``host`` (:class:`~realtime.io.host.ProcessHost` or ``LocalHost``).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Live audio I/O: a sounddevice duplex stream driving an :class:`~realtime.engine.Engine`.
+"""Live audio I/O: a sounddevice duplex stream driving an :class:`~realtime.engine.engine.Engine`.
 
 The callback follows python-sounddevice's rules and ours: it touches only preallocated arrays, takes no
 lock, never logs, and cannot raise (the engine catches everything). It runs mono: the first input
@@ -13,15 +13,12 @@ import time
 
 import numpy as np
 
-from realtime import stats as S
-from realtime.engine import Engine, freeze_heap
-from realtime.watchdog import RunWatchdog
+from realtime.engine import stats as S
+from realtime.engine.engine import Engine, freeze_heap
+from realtime.engine.watchdog import RunWatchdog
+from realtime.errors import AudioDeviceError  # noqa: F401 - raised here, re-exported
 
 SWITCH_INTERVAL = 0.0005
-
-
-class AudioDeviceError(Exception):
-    """A device that is missing, busy or cannot run at the engine's rate (one-line message)."""
 
 
 def _sd():
@@ -167,7 +164,7 @@ class LiveStream:
         Also shortens Python's GIL switch interval to 0.5 ms: each time the callback releases the GIL
         (inside numba kernels and onnxruntime) another thread may take it, and by default could keep it
         for 5 ms, twice a 128-sample block. For a GUI, run the engine in its own process
-        (:class:`realtime.host.ProcessHost`).
+        (:class:`realtime.io.host.ProcessHost`).
         """
         sd = _sd()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))

@@ -1,13 +1,13 @@
-"""Latency and performance benchmark: ``python -m realtime.bench [--quick]`` (``audio-diffusion bench``).
+"""Latency and performance benchmark: ``python -m realtime.tools.bench [--quick]`` (``audio-diffusion bench``).
 
 One run measures, on the machine at hand, and writes ``docs/bench/latest.json`` and ``latest.png``:
 
 1. algorithmic latency *measured* with an impulse and a chirp (cross-correlation) through the real engine,
    dry (mix 0) and wet (mix 1, amount 0), for both window modes; it must equal ``engine.latency_samples``;
 2. per-block processing time (p50/p99/p99.9/max and share of the block period) at blocks 32..1024;
-3. offline throughput (real-time factor of :func:`realtime.offline.process_signal`), small and large blocks;
+3. offline throughput (real-time factor of :func:`realtime.io.offline.process_signal`), small and large blocks;
 4. the engine beside (b) a numpy STFT + per-frame onnxruntime loop and (c) numpy STFT + PyTorch eager per
-   frame (:mod:`realtime.baselines`), same input and weights, with their output differences;
+   frame (:mod:`realtime.tools.baselines`), same input and weights, with their output differences;
 5. start-up time to the first processed block, cold (empty numba cache) and warm, in fresh interpreters;
 6. device round trip through the JACK dummy server at periods 64/128/256 (reported + algorithmic);
 7. latency jitter over random impulse positions and random block-size sequences (must be exactly 0);
@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import cpuwake
 from realtime.config import OFFLINE_BLOCK, WINDOW_MODES, StftConfig
-from realtime.engine import Engine
-from realtime.offline import process_signal
+from realtime.engine.engine import Engine
+from realtime.io import cpuwake
+from realtime.io.offline import process_signal
 from realtime.paths import PRETRAINED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,10 +241,10 @@ def measure_block_times(model: Path, block_sizes: Sequence[int], seconds: float,
 
 def measure_stages(model: Path, calls: int, block_size: int = 128) -> dict:
     """Where a block's time goes (one frame per 128-sample block), medians in us, interleaved."""
-    from realtime.features import apply_features_into, log_magnitude_into
-    from realtime.microbench import _time_interleaved
-    from realtime.model import EffectModel, probe_features
-    from realtime.stft import StreamingStft
+    from realtime.dsp.features import apply_features_into, log_magnitude_into
+    from realtime.dsp.stft import StreamingStft
+    from realtime.engine.model import EffectModel, probe_features
+    from realtime.tools.microbench import _time_interleaved
 
     e = make_engine(model, block_size=block_size, amount=0.3, gate_db=-70.0)
     cfg = e.cfg
@@ -302,9 +302,9 @@ def measure_offline(model: Path, seconds: float, large_block: int, reps: int = 3
 
 def measure_baselines(model: Path, seconds: float, rounds: int, block_size: int = 128) -> dict:
     """Section 4: engine (a) vs numpy+ORT per frame (b) vs numpy+torch eager per frame (c)."""
-    from realtime import baselines as B
-    from realtime.features import log_magnitude
-    from realtime.stft import stft
+    from realtime.dsp.features import log_magnitude
+    from realtime.dsp.stft import stft
+    from realtime.tools import baselines as B
 
     e = make_engine(model, block_size=block_size, amount=0.0)
     cfg, latent = e.cfg, e.slots[0].model.latent_dim
@@ -375,7 +375,7 @@ _STARTUP = """
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from realtime.engine import Engine
+from realtime.engine.engine import Engine
 t1 = time.perf_counter()
 e = Engine([sys.argv[1]], block_size=128)
 t2 = time.perf_counter()
@@ -420,7 +420,7 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
 
     if shutil.which("jackd") is None:
         return {"skipped": "jackd is not installed (make setup installs jackd2)"}
-    from realtime.jackserver import JackServer
+    from realtime.tools.jackserver import JackServer
 
     rows = []
     log_dir = Path(tempfile.mkdtemp(prefix="adh-bench-jack-"))
@@ -462,13 +462,13 @@ def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
                     "with the CPUs held out of deep idle, when permitted). after_sleep_* are the "
                     "same engine's block times, without a server, when each block follows a sleep of one "
                     "period (as in a stream); after_sleep_awake_* the same with the CPUs held out of deep idle "
-                    "(realtime.cpuwake, when permitted); hot_* when blocks follow each other at once."}
+                    "(realtime.io.cpuwake, when permitted); hot_* when blocks follow each other at once."}
 
 
 def _live_run(model: Path, block: int, seconds: float) -> tuple[Engine, dict, float, tuple[float, float]]:
     """Stream through the running JACK server for ``seconds``; returns the engine, its statistics
     summary, the elapsed time and the latencies PortAudio reports (input, output; seconds)."""
-    from realtime.audio import LiveStream
+    from realtime.io.audio import LiveStream
 
     engine = Engine([model], block_size=block)  # the live configuration: deadline guard on
     engine.params.set("amount", 0.3)
@@ -548,7 +548,7 @@ def measure_jitter(model: Path, trials: int, seed: int = 0, length: int = 16384)
 def lsd_per_clip(clips: Sequence[np.ndarray], outputs: Sequence[np.ndarray], cfg: StftConfig) -> float:
     """Mean log-spectral distance (dB) over clips, with :func:`models.quality.lsd_db`'s conventions."""
     from models.quality import lsd_db
-    from realtime.stft import stft
+    from realtime.dsp.stft import stft
 
     return float(np.mean([lsd_db(stft(c, cfg), stft(o, cfg)) for c, o in zip(clips, outputs, strict=True)]))
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 import os
 import struct
 
+from realtime.errors import CpuWakeError  # noqa: F401 - raised here, re-exported
+
 PM_QOS_PATH = "/dev/cpu_dma_latency"
-
-
-class CpuWakeError(OSError):
-    """The request could not be made (one-line message saying how to fix it)."""
 
 
 class CpuAwake:

@@ -49,7 +49,7 @@ class JackServer:
         # until PortAudio sees the JACK host API.
         import sounddevice as sd
 
-        from realtime.audio import rescan
+        from realtime.io.audio import rescan
 
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

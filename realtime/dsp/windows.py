@@ -2,7 +2,7 @@
 
 Both modes are perfect-reconstruction pairs: ``sum_k analysis[n + k*hop] * synthesis[n + k*hop] == 1``
 for every ``n`` (overlap-add of the product at ``hop`` is exactly one), so an identity processor
-returns its input delayed by the latency documented in :class:`realtime.stft.StreamingStft`.
+returns its input delayed by the latency documented in :class:`realtime.dsp.stft.StreamingStft`.
 """
 
 from __future__ import annotations

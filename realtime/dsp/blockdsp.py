@@ -11,11 +11,11 @@ import math
 import numba
 import numpy as np
 
-from realtime import stats as _S
-from realtime.diffusion import ar1_frames
-from realtime.features import apply_features_into, log_magnitude_into
-from realtime.ringbuffer import rb_read, rb_write
-from realtime.stft import analyze_kernel, synthesize_kernel
+from realtime.dsp.features import apply_features_into, log_magnitude_into
+from realtime.dsp.noise import ar1_frames
+from realtime.dsp.ringbuffer import rb_read, rb_write
+from realtime.dsp.stft import analyze_kernel, synthesize_kernel
+from realtime.engine import stats as _S
 
 # Stats slots as plain module constants (numba freezes globals at compile time).
 S_BAD_INPUT, S_IN_PEAK, S_IN_RMS = _S.BAD_INPUT, _S.IN_PEAK, _S.IN_RMS

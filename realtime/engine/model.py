@@ -3,7 +3,7 @@
 :class:`EffectModel` checks everything when it is constructed (file, metadata, STFT settings, I/O
 names/shapes/dtypes, a probe batch for NaN/Inf and frame independence), so that the audio callback
 never meets a surprise it could have met at load time. Every failure is a one-line
-:class:`~realtime.contract.ModelError`.
+:class:`~realtime.engine.contract.ModelError`.
 
 Two ways to run frames:
 
@@ -41,7 +41,8 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.config import StftConfig
-from realtime.contract import (
+from realtime.dsp.features import log_magnitude
+from realtime.engine.contract import (
     INPUT_AMOUNT,
     INPUT_FEATURES,
     INPUT_NOISE,
@@ -53,7 +54,6 @@ from realtime.contract import (
     check_io,
     parse_metadata,
 )
-from realtime.features import log_magnitude
 
 #: Frames in the load-time probe batch (fewer if ``max_frames`` is smaller).
 PROBE_FRAMES = 8

@@ -1,4 +1,4 @@
-"""Micro-benchmark of the streaming STFT: ``python -m realtime.microbench [--hops N]``.
+"""Micro-benchmark of the streaming STFT: ``python -m realtime.tools.microbench [--hops N]``.
 
 Prints, per hop (n_fft 512 / hop 128 / block 128 by default): median and p99 microseconds of
 analysis + synthesis for the numba path (fused ``process`` and the engine's three-call path), the same
@@ -22,8 +22,8 @@ import numpy as np
 from rocket_fft import c2r, r2c
 
 from realtime.config import StftConfig
-from realtime.stft import StreamingStft, warmup
-from realtime.windows import make_windows
+from realtime.dsp.stft import StreamingStft, warmup
+from realtime.dsp.windows import make_windows
 
 
 class NumpyStft:
@@ -39,7 +39,7 @@ class NumpyStft:
         self.out = np.zeros(cfg.hop - g, dtype=np.float32)
 
     def transform(self, spec: np.ndarray) -> np.ndarray:
-        """Per-frame spectral processing (identity here; realtime/baselines.py overrides it)."""
+        """Per-frame spectral processing (identity here; realtime/tools/baselines.py overrides it)."""
         return spec
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -146,8 +146,8 @@ def bench_pipeline(cfg: StftConfig, block: int, hops: int) -> None:
 
 _STARTUP = (
     "import time; t = time.perf_counter(); "
-    "import realtime.stft as s; s.warmup(); "
-    "from realtime.stft import process_kernel as k; "
+    "import realtime.dsp.stft as s; s.warmup(); "
+    "from realtime.dsp.stft import process_kernel as k; "
     "print(time.perf_counter() - t, sum(k.stats.cache_misses.values()))"
 )
 

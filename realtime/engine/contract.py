@@ -1,7 +1,7 @@
 """Model contract v1: the names, shapes and metadata an effect model must have (docs/model-contract.md).
 
 Exporters (``export/``) import the constants and :func:`build_metadata` from here; the engine's loader
-(:mod:`realtime.model`) checks a model with :func:`parse_metadata`, :func:`check_config` and
+(:mod:`realtime.engine.model`) checks a model with :func:`parse_metadata`, :func:`check_config` and
 :func:`check_io`. This module imports neither ``onnx`` nor ``onnxruntime``: the I/O checks take any
 objects with ``.name``, ``.shape`` and ``.type`` (onnxruntime's ``NodeArg``).
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from realtime.config import WINDOW_MODES, StftConfig
-from realtime.features import FEATURE_TYPE
+from realtime.dsp.features import FEATURE_TYPE
+from realtime.errors import ModelError  # noqa: F401 - raised here, re-exported
 
 CONTRACT_VERSION = 1
 SUPPORTED_CONTRACT_VERSIONS = (1,)
@@ -57,14 +58,6 @@ OPTIONAL_METADATA: dict[str, str] = {
 _INT_KEYS = ("contract_version", "sample_rate", "n_fft", "hop", "latent_dim", "added_delay_samples")
 _TEXT_KEYS = ("training_data", "producer", "name")
 _DOC = "docs/model-contract.md"
-
-
-class ModelError(Exception):
-    """A model the host cannot use. The message is one line: the problem, then the fix."""
-
-    def __init__(self, message: str) -> None:
-        # One line always: the CLI and the GUI status bar print it verbatim.
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""The pipelines the engine is compared with in ``python -m realtime.bench`` (same input, same weights).
+"""The pipelines the engine is compared with in ``python -m realtime.tools.bench`` (same input, same weights).
 
 (a) is the engine itself (numba STFT, one onnxruntime call per block for all its frames). Here:
 
-* (b) :class:`NumpyOrtPipeline`: plain-numpy streaming STFT (:class:`realtime.microbench.NumpyStft`, a
+* (b) :class:`NumpyOrtPipeline`: plain-numpy streaming STFT (:class:`realtime.tools.microbench.NumpyStft`, a
   Python loop over frames) and one ``InferenceSession.run`` per frame: no numba, no batching, no IO binding.
 * (c) :class:`TorchPipeline`: the pipeline a user writes first: the same numpy STFT and the PyTorch eager
   module per frame. The module is rebuilt from the ONNX file's own initializers (:func:`torch_model_from_onnx`),
@@ -22,10 +22,10 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.config import StftConfig
-from realtime.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, OUTPUT_FEATURES
-from realtime.features import EPS
-from realtime.microbench import NumpyStft
-from realtime.model import make_session_options
+from realtime.dsp.features import EPS
+from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, OUTPUT_FEATURES
+from realtime.engine.model import make_session_options
+from realtime.tools.microbench import NumpyStft
 
 
 def _apply_magnitudes(spec: np.ndarray, out_features: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ shift), complex64.
 
 Synthesis: frame ``k``'s irfft times the synthesis window is non-zero only on its last
 ``S = cfg.synthesis_len`` samples, i.e. input positions ``[k*hop - S, k*hop)``. Overlap-adding all frames
-reconstructs the input exactly (the window pairs are COLA, see :mod:`realtime.windows`).
+reconstructs the input exactly (the window pairs are COLA, see :mod:`realtime.dsp.windows`).
 
 The FFTs run inside numba (rocket-fft's low-level ``r2c``/``c2r``, which write into preallocated
 arrays), so the offline and streaming paths execute the very same float32 operations: offline frames
@@ -26,7 +26,7 @@ import numpy as np
 from rocket_fft import c2r, r2c
 
 from realtime.config import DEFAULT, StftConfig
-from realtime.ringbuffer import (
+from realtime.dsp.ringbuffer import (
     UNDERFLOWS,
     RingBuffer,
     make_ring,
@@ -36,7 +36,7 @@ from realtime.ringbuffer import (
     rb_write,
     rb_write_zeros,
 )
-from realtime.windows import make_windows
+from realtime.dsp.windows import make_windows
 
 # Transform axis for rocket-fft's low-level API; a global so the kernels need not allocate it.
 _AXES = np.zeros(1, dtype=np.int64)

@@ -27,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import blockdsp
-from realtime import params as P
-from realtime import stats as S
 from realtime.config import StftConfig
-from realtime.contract import ModelError
-from realtime.diffusion import NoiseSource, rho_for_rate
-from realtime.model import EffectModel, file_key
-from realtime.ringbuffer import RingBuffer
-from realtime.stft import StreamingStft
-from realtime.windows import make_windows
+from realtime.dsp import blockdsp
+from realtime.dsp.noise import NoiseSource, rho_for_rate
+from realtime.dsp.ringbuffer import RingBuffer
+from realtime.dsp.stft import StreamingStft
+from realtime.dsp.windows import make_windows
+from realtime.engine import params as P
+from realtime.engine import stats as S
+from realtime.engine.contract import ModelError
+from realtime.engine.model import EffectModel, file_key
 
 #: Frames over which a hot-swapped model is crossfaded in (in the feature domain): 64 frames = 171 ms.
 SWAP_XFADE_FRAMES = 64
@@ -176,7 +176,7 @@ class Engine:
         self._retired: list = []
         #: Loaded models not in use, by :attr:`EffectModel.source_key` (see :data:`MODEL_CACHE`).
         self._cache: OrderedDict[tuple, EffectModel] = OrderedDict()
-        #: Set by a live stream (:class:`realtime.watchdog.RunWatchdog`): stops model calls at the deadline.
+        #: Set by a live stream (:class:`realtime.engine.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
         self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
         self.reset()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from realtime.errors import ParamError  # noqa: F401 - raised here, re-exported
+
 MAX_SLOTS = 4
 
 
@@ -66,10 +68,6 @@ I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
 I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
 I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])
 I_SLOT_BYPASS = np.array([LAYOUT[("slot_bypass", s)] for s in range(MAX_SLOTS)])
-
-
-class ParamError(ValueError):
-    """A knob name, slot or value that cannot be applied (one-line message)."""
 
 
 class Params:

@@ -16,12 +16,9 @@ from multiprocessing import shared_memory
 from pathlib import Path
 
 from realtime.config import LIVE_BLOCK
-from realtime.params import N_VALUES, Params
-from realtime.stats import Stats
-
-
-class HostError(Exception):
-    """A command the host could not carry out (one-line message)."""
+from realtime.engine.params import N_VALUES, Params
+from realtime.engine.stats import Stats
+from realtime.errors import HostError  # noqa: F401 - raised here, re-exported
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -40,8 +37,8 @@ class _Runner:
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0, preload: list[str] | None = None) -> dict:
-        from realtime.audio import LiveStream
-        from realtime.engine import Engine
+        from realtime.engine.engine import Engine
+        from realtime.io.audio import LiveStream
         from realtime.paths import resolve_model
 
         engine = Engine([resolve_model(m) for m in models], block_size=block_size, window=window, seed=seed,
@@ -80,7 +77,7 @@ class _Runner:
     def restart(self) -> dict:
         if self.config is None:
             raise HostError("nothing to restart")
-        from realtime.audio import rescan
+        from realtime.io.audio import rescan
 
         self.stop()
         rescan()

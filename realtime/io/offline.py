@@ -17,13 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from realtime.config import OFFLINE_BLOCK
-from realtime.engine import Engine
-from realtime.model import EffectModel
-from realtime.params import Params
-
-
-class AudioFileError(Exception):
-    """An input or output file that cannot be used (one-line message)."""
+from realtime.engine.engine import Engine
+from realtime.engine.model import EffectModel
+from realtime.engine.params import Params
+from realtime.errors import AudioFileError  # noqa: F401 - raised here, re-exported
 
 
 def process_signal(engine: Engine, signal: np.ndarray, block_size: int | None = None,

@@ -4,7 +4,7 @@ What runs, all real (no mocks):
 
 * a JACK dummy server (48 kHz, period 128, real-time paced) unless one is already running;
 * a sine from ``jack_simple_client`` patched into the engine input, so every block carries signal;
-* the engine in a :class:`~realtime.host.ProcessHost` child process at block 128;
+* the engine in a :class:`~realtime.io.host.ProcessHost` child process at block 128;
 * the control panel (:class:`realtime.gui.window.MainWindow`, Qt offscreen) in this process, unless
   ``--no-gui`` or the GUI cannot be imported;
 * a thread sweeping every knob continuously, with freeze/bypass toggles now and then;
@@ -24,7 +24,7 @@ machine (a probe stalled at that moment), to a hot swap in progress, or to the e
 Pass criteria (the exit code): zero engine-caused misses (no model errors, no miss whose late block fell
 during a swap, none that neither a probe stall nor the engine's own off-CPU test explains), callbacks
 within 2 % of expected, RSS growth under 5 MB (measured after ``malloc_trim`` in the engine process: see
-:meth:`realtime.host.ProcessHost.memory`),
+:meth:`realtime.io.host.ProcessHost.memory`),
 every swap completed, no run errors.
 """
 
@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime import stats as S
-from realtime.jackserver import stop_process
-from realtime.params import SPEC_BY_NAME, Params
+from realtime.engine import stats as S
+from realtime.engine.params import SPEC_BY_NAME, Params
 from realtime.paths import PRETRAINED
+from realtime.tools.jackserver import stop_process
 
 #: Pass limits.
 CALLBACK_TOLERANCE = 0.02
@@ -459,8 +459,8 @@ def run_soak(seconds: float, *, load: bool = False, gui: bool = True, swap_every
              models: list[str] | None = None, block_size: int = 128, with_source: bool = True,
              log=None) -> SoakResult:
     """Run one soak and return its :class:`SoakResult` (``passed`` set from the pass criteria)."""
-    from realtime.host import ProcessHost
-    from realtime.jackserver import JackServer
+    from realtime.io.host import ProcessHost
+    from realtime.tools.jackserver import JackServer
 
     say = log or (lambda msg: None)
     res = SoakResult(seconds=seconds, load=load)
