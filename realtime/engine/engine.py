@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from realtime.config import StftConfig
-from realtime.dsp import blockdsp
 from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
 from realtime.dsp.windows import make_windows
+from realtime.engine import blockdsp
 from realtime.engine import params as P
 from realtime.engine import stats as S
 from realtime.engine.contract import ModelError
