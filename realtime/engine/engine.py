@@ -93,12 +93,25 @@ def _run_model(model: EffectModel, features: np.ndarray, amount: np.ndarray, noi
     return model.run_buffered(nf)
 
 
+def _feed_extras(model: EffectModel, nf: int, frozen: bool) -> None:
+    """Fill a contract-2 model's optional control inputs for ``nf`` frames (only those it declares)."""
+    ex = model.extra_in
+    if not ex:
+        return
+    f = ex.get("freeze")
+    if f is not None:
+        f[:nf] = 1.0 if frozen else 0.0
+
+
 def _as_model(m: str | Path | EffectModel, cfg: StftConfig | None, max_frames: int) -> EffectModel:
     return m if isinstance(m, EffectModel) else EffectModel(m, cfg, max_frames=max_frames)
 
 
 class Engine:
-    """Block-in/block-out effect host for a chain of contract-v1 models sharing one STFT.
+    """Block-in/block-out effect host for a chain of contract-v1/v2 models sharing one STFT.
+
+    Contract-2 state is per slot (each slot's model instance holds its preallocated state arrays), carried
+    from call to call after each good call, and zeroed on :meth:`reset` and when a model enters a slot.
 
     Parameters
     ----------
@@ -129,6 +142,11 @@ class Engine:
         nf = self.stft.max_frames
         chain = [first if first.max_frames >= nf else EffectModel(first.info.path, self.cfg, max_frames=nf)]
         chain += [_as_model(m, self.cfg, nf) for m in models[1:]]
+        # Each slot owns its model's buffers and (contract 2) its carried state: the same object may not
+        # serve two slots.
+        for k in range(1, len(chain)):
+            if any(chain[k] is c for c in chain[:k]):
+                chain[k] = EffectModel(chain[k].info.path, self.cfg, max_frames=nf)
         self.params = params or P.Params()
         self.stats = stats or S.Stats()
         self.seed = seed
@@ -179,6 +197,7 @@ class Engine:
         #: Set by a live stream (:class:`realtime.engine.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
         self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
+        self._xf_model: EffectModel | None = None  # the incoming model that ran this block (its state to commit)
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -208,6 +227,11 @@ class Engine:
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
             s.held_z[:] = 0.0
+            # Contract 2: every carried state back to zeros (also of a model waiting to be crossfaded in).
+            s.model.reset_state()
+            for queued in (s.pending, s.incoming):
+                if queued is not None:
+                    queued[0].reset_state()
             s.skip_blocks = 0
             s.failures = 0
             s.late_once = False
@@ -252,6 +276,7 @@ class Engine:
                              "restart the engine with it instead of hot-swapping")
         if not cached:
             model.warm_up()
+        model.reset_state()  # a model (cached or new) always enters a slot from the initial state
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
         freeze_heap()
         held_z = np.zeros(model.latent_dim, np.float32)  # allocated here, not in the callback
@@ -388,9 +413,11 @@ class Engine:
         a = slot.amount = blockdsp.prepare_slot(cur, m.features_in, m.amount_in, m.noise_in, slot.amount,
                                                 float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
                                                 ns.white, rho, frozen, slot.held_z)
+        _feed_extras(m, nf, frozen)
         wd = self.watchdog
         stopped = False
         self._stopped = ""
+        self._xf_model = None
         try:
             # Only a model that has already failed or been late is watched: a healthy one costs nothing
             # extra (no wake-up of the watchdog thread per block).
@@ -417,10 +444,17 @@ class Engine:
             self.last_error = f"{Path(m.info.path).name}: {type(exc).__name__}: {exc}"
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None
-        if not blockdsp.finish_slot(out, mu, m.noise_in, a, frozen, slot.held_z, self.stats.latent, k == 0):
+        # A model that returns the latent it decoded (contract 2 ``z``) is held as it is: a = 0 makes the
+        # kernel's mix sqrt(1 - a) * z + sqrt(a) * noise just z.
+        zm, za = (m.z_out[:nf], 0.0) if m.has_z else (mu, a)
+        if not blockdsp.finish_slot(out, zm, m.noise_in, za, frozen, slot.held_z, self.stats.latent, k == 0):
             self.last_error = f"{Path(m.info.path).name}: non-finite output"
             self.stats.scalars[S.MODEL_ERRORS] += 1
-            return None
+            return None  # no commit: a failed call leaves the carried state as it was
+        m.commit_state()
+        if self._xf_model is not None:
+            self._xf_model.commit_state()
+            self._xf_model = None
         return out
 
     def _crossfade_in(self, slot: Slot, cur: np.ndarray, amount: np.ndarray, out: np.ndarray, nf: int,
@@ -429,7 +463,9 @@ class Engine:
         noise = noise_src.draw(nf, rho)
         if frozen and noise.shape[1] == slot.held_z.shape[0]:
             noise[:] = slot.held_z
+        _feed_extras(model, nf, frozen)
         new_out, _ = _run_model(model, cur, amount, noise, nf)
+        self._xf_model = model
         mixed = self._feat_out[:nf]
         blockdsp.crossfade_frames(out, new_out, mixed, slot.xfade, SWAP_XFADE_FRAMES)
         slot.xfade += nf
