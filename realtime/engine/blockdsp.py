@@ -20,7 +20,7 @@ from realtime.engine import stats as _S
 # Stats slots as plain module constants (numba freezes globals at compile time).
 S_BAD_INPUT, S_IN_PEAK, S_IN_RMS = _S.BAD_INPUT, _S.IN_PEAK, _S.IN_RMS
 S_OUT_PEAK, S_OUT_RMS, S_LIMITER_GR_DB = _S.OUT_PEAK, _S.OUT_RMS, _S.LIMITER_GR_DB
-S_GATE_OPEN, S_FRAMES = _S.GATE_OPEN, _S.FRAMES
+S_GATE_OPEN, S_FRAMES, S_LIMITER_HITS = _S.GATE_OPEN, _S.FRAMES, _S.LIMITER_HITS
 
 #: Input samples are clamped to this magnitude (+24 dBFS): a sane ceiling for "huge" garbage input.
 INPUT_CLAMP = 16.0
@@ -105,7 +105,8 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
 
     ``state`` = [mix, gain, limiter envelope]. The limiter's gain is computed from the very sample it
     scales, so ``|out| <= ceiling`` holds for every sample; non-finite values become 0.
-    Returns ``(peak, sum_of_squares, min_limiter_gain)``.
+    Returns ``(peak, sum_of_squares, min_limiter_gain, hits)``: ``hits`` counts the samples where the
+    envelope rose from below the ceiling to above it (each a time the output reached the ceiling).
     """
     m = state[0]
     g = state[1]
@@ -113,6 +114,7 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
     peak = 0.0
     ss = 0.0
     min_gain = 1.0
+    hits = 0
     for i in range(out.shape[0]):
         m = _approach(m, mix_target, k)
         g = _approach(g, gain_target, k)
@@ -123,6 +125,8 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
         if not math.isfinite(y):
             y = 0.0
         a = abs(y)
+        if a > ceiling and env <= ceiling:
+            hits += 1
         env = a if a > env else env * release
         lg = 1.0
         if env > ceiling:
@@ -142,7 +146,7 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
     state[0] = m
     state[1] = g
     state[2] = env if env > 1e-30 else 0.0
-    return peak, ss, min_gain
+    return peak, ss, min_gain, hits
 
 
 @numba.njit(cache=True, nogil=True)
@@ -221,7 +225,8 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, spec, feat_in, fra
             spec_in[b] = feat_in[nf - 1, b]
             spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
     synthesize_kernel(out_spec, nf, ws, tmp, acc, out_buf, out_state, wet, hop)
-    peak, ss, lim = mix_limit(dry, wet, x_out, mix_state, mix, out_gain, k, ceiling, release)
+    peak, ss, lim, hits = mix_limit(dry, wet, x_out, mix_state, mix, out_gain, k, ceiling, release)
+    st[S_LIMITER_HITS] += hits
     st[S_OUT_PEAK] = peak
     st[S_OUT_RMS] = math.sqrt(ss / max(n, 1))
     st[S_LIMITER_GR_DB] = -20.0 * math.log10(lim)

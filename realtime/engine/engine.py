@@ -187,6 +187,7 @@ class Engine:
                            ss._out_buf, ss._out_state, ss.hop, self._wet, self._dry, self._out_state, self.k_sample,
                            self.ceiling, self.release, st.scalars, st.spec_in, st.spec_out)
         self.last_error = ""
+        self.last_frames = 0
         self.warmed = False
         self._cpu_t0 = 0.0
         #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
@@ -337,6 +338,7 @@ class Engine:
                              f"at most {self.max_block}")
         nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0),
                                 *self._pre_args)
+        self.last_frames = nf  # the frames of this block: stft.out_spec[:nf] is what synthesis was asked for
         cur = self._run_chain(nf, t0) if nf else self._feat_in
         blockdsp.post_block(nf, cur, cur is not self._feat_in, x_out, 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX],
                             10.0 ** (v[P.I_OUT_GAIN] / 20.0), *self._post_args)
