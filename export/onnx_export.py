@@ -29,6 +29,7 @@ from realtime.engine.contract import (
     build_metadata,
     parse_metadata,
 )
+from realtime.fileio import write_bytes
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -182,8 +183,7 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
         raise ExportError(f"onnx.checker rejected the export: {' '.join(str(exc).split())}") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(proto.SerializeToString())  # one file, weights inline (no external data)
+    write_bytes(out_path, proto.SerializeToString())  # one file, weights inline (no external data)
     parse_metadata({p.key: p.value for p in onnx.load(str(out_path)).metadata_props}, out_path)
     if check_features is None:
         check_features = real_frames(cfg)

@@ -44,6 +44,7 @@ from realtime.engine.contract import (
     STATE_OUT,
     build_metadata,
 )
+from realtime.fileio import write_bytes
 
 #: Opset and IR version old enough for every onnxruntime the host accepts (>= 1.17).
 OPSET = 17
@@ -120,8 +121,7 @@ def build_thirdparty_model(path: str | Path, cfg: StftConfig = DEFAULT, latent_d
                            seed: int = 0) -> Path:
     """Write the example model to ``path`` and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(build_thirdparty_proto(cfg, latent_dim, seed), str(path))
+    write_bytes(path, build_thirdparty_proto(cfg, latent_dim, seed).SerializeToString())
     return path
 
 

@@ -19,10 +19,10 @@ from models.synth import HELDOUT_TEXTS, Clip, add_noise, speech_clips, synthetic
 from realtime.config import StftConfig
 from realtime.dsp.features import log_magnitude
 from realtime.dsp.stft import stft
+from realtime.fileio import AUDIO_EXTENSIONS  # the one list of formats (process, train, quality, docs)
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 #: Frames whose mean log-magnitude is below this are digital silence: dropped from training.
 SILENCE_FEATURE = -10.5
 #: Share of the synthetic corpus that is espeak-ng speech (when espeak-ng is installed).

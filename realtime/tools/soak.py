@@ -772,7 +772,9 @@ def main(argv: list[str] | None = None) -> int:
                    models=args.model, block_size=args.blocksize, with_source=not args.no_source, log=log)
     print(format_report(res), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        from realtime.fileio import write_text
+
+        write_text(args.json, json.dumps(res.to_json(), indent=2) + "\n")
     return 0 if res.passed else 1
 
 
