@@ -7,14 +7,17 @@ and keeps its smoothing state in a small float64 array owned by the engine.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from realtime.dsp.features import apply_features_into, log_magnitude_into
+from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
+from realtime.dsp.level import follow, frame_ratio
 from realtime.dsp.noise import ar1_frames
+from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame
 from realtime.dsp.ringbuffer import rb_read, rb_write
-from realtime.dsp.stft import analyze_kernel, synthesize_kernel
+from realtime.dsp.stft import StftBuffers, analyze_kernel, synthesize_kernel
 from realtime.engine import stats as _S
 
 # Stats slots as plain module constants (numba freezes globals at compile time).
@@ -174,58 +177,128 @@ def ramp_column(out: np.ndarray, start: float, target: float, k: float) -> float
 
 # --- the two fused per-block kernels of the engine: one before the model calls, one after ------------
 # Fusing matters: each numba call from Python costs ~1-2 us of dispatch, and a block made 13 of them.
+# Their state is structured (PreState / PostState: named arrays, built once by the engine), so the
+# kernels take a handful of arguments and the engine reads no other class's private fields.
+
+class PreState(NamedTuple):
+    """Everything :func:`pre_block` streams through (see :func:`make_pre_state`)."""
+
+    x_buf: np.ndarray       # work: the sanitised block
+    in_state: np.ndarray    # [smoothed input gain]
+    dry_buf: np.ndarray     # dry delay line (ring) and its state
+    dry_state: np.ndarray
+    dry_full: np.ndarray    # work: the block's delayed dry signal
+    stft: StftBuffers
+    feat: np.ndarray        # (max_frames, n_bins) features of the block's frames
+    frame_ms: np.ndarray    # per-frame mean square (Parseval)
+    gate_state: np.ndarray  # [gate weight]
+    frame_wet: np.ndarray   # per-frame gate weight
+    stats: np.ndarray       # the engine's stats scalars
+    consts: np.ndarray      # [knob smoothing per sample, Parseval norm]
+
+
+class PostState(NamedTuple):
+    """Everything :func:`post_block` streams through (see :func:`make_post_state`)."""
+
+    stft: StftBuffers
+    feat_in: np.ndarray     # the chain input's features (from pre_block)
+    frame_wet: np.ndarray
+    target: np.ndarray      # (n_bins,) work: one frame's new log-magnitude
+    mag: np.ndarray         # (n_bins,) work: its magnitude
+    scratch: np.ndarray     # (n_bins,) complex64 work
+    ratio: np.ndarray       # (max_frames,) the chain's frame energy ratio (level follower reference)
+    pghi: PghiState
+    level_coefs: np.ndarray
+    follow_state: np.ndarray  # level.follow's [wet energy, reference energy, gain, ratio]
+    wet_full: np.ndarray    # work: the synthesised wet block (before the level follower)
+    followed: np.ndarray    # work: the wet block after the level follower
+    dry_full: np.ndarray    # the block's delayed dry signal (pre_block's dry_full)
+    mix_state: np.ndarray   # [mix, output gain, limiter envelope]
+    stats: np.ndarray
+    spec_in: np.ndarray     # stats: last frame's input / output features (panel spectrum)
+    spec_out: np.ndarray
+    consts: np.ndarray      # [knob smoothing per sample, limiter ceiling, limiter release]
+
 
 @numba.njit(cache=True, nogil=True)
-def pre_block(x_in, in_gain, gate_thresh, x_buf, in_state, k, dry_buf, dry_state, dry_full, stft_in_buf,
-              stft_in_state, frame, wa, tmp, spec, hop, feat, ms_norm, frame_ms, gate_state, frame_wet, st):
+def pre_block(x_in, in_gain, gate_thresh, ps):
     """Sanitise + input gain, dry delay line, STFT analysis, features, gate. Returns the frame count.
 
-    ``x_buf`` and ``dry_full`` are work buffers of at least ``len(x_in)`` samples; the block's delayed dry
-    signal is left in ``dry_full[:len(x_in)]``. Writes the input statistics into ``st`` (the engine's
-    stats scalars). The engine passes every argument after ``gate_thresh`` as one prebuilt tuple.
+    The block's delayed dry signal is left in ``ps.dry_full[:len(x_in)]``; the input statistics go into
+    ``ps.stats`` (the engine's stats scalars).
     """
     n = x_in.shape[0]
-    x = x_buf[:n]
-    dry = dry_full[:n]
-    bad, peak, ss = sanitize_input(x_in, x, in_state, in_gain, k)
+    x = ps.x_buf[:n]
+    dry = ps.dry_full[:n]
+    st = ps.stats
+    bad, peak, ss = sanitize_input(x_in, x, ps.in_state, in_gain, ps.consts[0])
     if bad:
         st[S_BAD_INPUT] += 1
     st[S_IN_PEAK] = peak
     st[S_IN_RMS] = math.sqrt(ss / max(n, 1))
-    rb_write(dry_buf, dry_state, x)
-    rb_read(dry_buf, dry_state, dry)
-    nf = analyze_kernel(x, stft_in_buf, stft_in_state, frame, wa, tmp, spec, hop)
+    rb_write(ps.dry_buf, ps.dry_state, x)
+    rb_read(ps.dry_buf, ps.dry_state, dry)
+    sb = ps.stft
+    nf = analyze_kernel(x, sb.in_buf, sb.in_state, sb.frame, sb.wa, sb.tmp, sb.spec, sb.hop)
     if nf:
-        log_magnitude_into(spec[:nf], feat[:nf])
-        frame_mean_square(spec[:nf], ms_norm, frame_ms[:nf])
-        g = gate_weights(frame_ms[:nf], gate_thresh, gate_state, frame_wet[:nf])
+        log_magnitude_into(sb.spec[:nf], ps.feat[:nf])
+        frame_mean_square(sb.spec[:nf], ps.consts[1], ps.frame_ms[:nf])
+        g = gate_weights(ps.frame_ms[:nf], gate_thresh, ps.gate_state, ps.frame_wet[:nf])
         st[S_GATE_OPEN] = 1.0 if g > 0.5 else 0.0
         st[S_FRAMES] += nf
     return nf
 
 
-@numba.njit(cache=True, nogil=True)
-def post_block(nf, feat_out, use_model, x_out, mix, out_gain, spec, feat_in, frame_wet, out_spec, ws, tmp, acc,
-               out_buf, out_state, hop, wet_full, dry_full, mix_state, k, ceiling, release, st, spec_in, spec_out):
-    """New magnitudes with the input phase, overlap-add synthesis, mix, output gain, limiter, statistics.
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def new_magnitude(spec_row, in_feat, out_feat, w, use_model, target, mag):
+    """One frame's new log-magnitude ``target`` (the gate weight ``w`` blends input and model in the log
+    domain; non-finite model values fall back to the input bin) and magnitude ``mag``."""
+    for k in range(spec_row.shape[0]):
+        o = out_feat[k] if use_model else in_feat[k]
+        o = o if _finite32(o) else in_feat[k]
+        t = (np.float32(1.0) - w) * in_feat[k] + w * o
+        target[k] = t
+        mag[k] = max(_exp32(min(t, np.float32(30.0))) - _EPS32, np.float32(0.0))
 
-    ``dry_full[:len(x_out)]`` holds the block's delayed dry signal (from :func:`pre_block`); ``wet_full``
-    is a work buffer. The engine passes every argument after ``out_gain`` as one prebuilt tuple.
+
+@numba.njit(cache=True, nogil=True)
+def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level, ps):
+    """New magnitudes, their phase (``phase_mode``: input / pghi / auto), overlap-add synthesis, the level
+    follower (``level`` 0..1), mix, output gain, limiter, statistics.
+
+    ``ps.dry_full[:len(x_out)]`` holds the block's delayed dry signal (from :func:`pre_block`).
     """
     n = x_out.shape[0]
-    wet = wet_full[:n]
-    dry = dry_full[:n]
+    wet = ps.wet_full[:n]
+    dry = ps.dry_full[:n]
+    sb = ps.stft
+    feat_in = ps.feat_in
+    st = ps.stats
     if nf:
-        if use_model:
-            apply_features_into(spec[:nf], feat_in[:nf], feat_out[:nf], frame_wet[:nf], out_spec[:nf])
+        if phase_mode == MODE_INPUT:
+            if use_model:
+                apply_features_into(sb.spec[:nf], feat_in[:nf], feat_out[:nf], ps.frame_wet[:nf], sb.out_spec[:nf])
+            else:
+                sb.out_spec[:nf] = sb.spec[:nf]
+            for f in range(nf):  # the phase integrator follows along, so a switch to pghi continues smoothly
+                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
+                              ps.target, ps.mag)
+                phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, MODE_INPUT, ps.scratch)
         else:
-            out_spec[:nf] = spec[:nf]
+            for f in range(nf):
+                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
+                              ps.target, ps.mag)
+                phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, phase_mode, sb.out_spec[f])
         nb = feat_in.shape[1]
         for b in range(nb):
-            spec_in[b] = feat_in[nf - 1, b]
-            spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
-    synthesize_kernel(out_spec, nf, ws, tmp, acc, out_buf, out_state, wet, hop)
-    peak, ss, lim, hits = mix_limit(dry, wet, x_out, mix_state, mix, out_gain, k, ceiling, release)
+            ps.spec_in[b] = feat_in[nf - 1, b]
+            ps.spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
+        frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
+    synthesize_kernel(sb.out_spec, nf, sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, wet, sb.hop)
+    followed = ps.followed[:n]
+    follow(wet, dry, ps.ratio, nf, sb.hop, ps.follow_state, level, ps.level_coefs, followed)
+    c = ps.consts
+    peak, ss, lim, hits = mix_limit(dry, followed, x_out, ps.mix_state, mix, out_gain, c[0], c[1], c[2])
     st[S_LIMITER_HITS] += hits
     st[S_OUT_PEAK] = peak
     st[S_OUT_RMS] = math.sqrt(ss / max(n, 1))

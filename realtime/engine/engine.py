@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.config import StftConfig
+from realtime.dsp import level, phase
 from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
@@ -69,6 +70,8 @@ class Slot:
     failures: int = 0                   # consecutive failed or late blocks
     late_once: bool = False             # the last failure was a single late block (maybe a transient)
     backoff: int = BACKOFF_BLOCKS
+    level_state: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float64))  # level.level_frames'
+    delta: np.ndarray = field(default=None)  # type: ignore[assignment]  # its flicker smoother, per bin
 
 
 def freeze_heap() -> None:
@@ -164,6 +167,12 @@ class Engine:
         self.slots = [self._make_slot(m, k) for k, m in enumerate(chain)]
         if len(self.slots) > P.MAX_SLOTS:
             raise ValueError(f"at most {P.MAX_SLOTS} models in a chain")
+        for k, slot in enumerate(self.slots):
+            # The level stage is on by default for diffusion models, off for restoration models (they
+            # remove energy on purpose): a restoration slot whose level knob is at the default starts at 0.
+            if slot.model.info.kind == "restoration" and self.params.values[P.I_LEVEL[k]] == P.SPEC_BY_NAME[
+                    "level"].default:
+                self.params.values[P.I_LEVEL[k]] = 0.0
         # Preallocated work arrays.
         nb = self.cfg.n_bins
         self._x = np.zeros(max_block, np.float32)
@@ -178,14 +187,20 @@ class Engine:
         self._in_state = np.zeros(1, np.float64)
         self._out_state = np.zeros(3, np.float64)
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
-        # The kernels' fixed arguments, bound once instead of looked up attribute by attribute every block.
-        ss, st = self.stft, self.stats
-        self._pre_args = (self._x, self._in_state, self.k_sample, self._dry_line.buf, self._dry_line.state,
-                          self._dry, ss._in_buf, ss._in_state, ss._frame, ss.wa, ss._tmp, ss.spec, ss.hop,
-                          self._feat_in, self._ms_norm, self._frame_ms, self._gate, self._frame_wet, st.scalars)
-        self._post_args = (ss.spec, self._feat_in, self._frame_wet, ss.out_spec, ss.ws, ss._tmp, ss._acc,
-                           ss._out_buf, ss._out_state, ss.hop, self._wet, self._dry, self._out_state, self.k_sample,
-                           self.ceiling, self.release, st.scalars, st.spec_in, st.spec_out)
+        # The kernels' structured state, built once (named arrays: blockdsp.PreState / PostState).
+        sb, st = self.stft.buffers, self.stats
+        self._pghi = phase.make_state(self.cfg)
+        self._level_coefs = level.coefs(self.frame_rate, sr)
+        self._follow = np.zeros(5, np.float64)
+        self._pre = blockdsp.PreState(self._x, self._in_state, self._dry_line.buf, self._dry_line.state, self._dry, sb,
+                                      self._feat_in, self._frame_ms, self._gate, self._frame_wet, st.scalars,
+                                      np.array([self.k_sample, self._ms_norm]))
+        self._post = blockdsp.PostState(sb, self._feat_in, self._frame_wet, np.zeros(nb, np.float32),
+                                        np.zeros(nb, np.float32), np.zeros(nb, np.complex64), np.ones(nf, np.float64),
+                                        self._pghi, self._level_coefs, self._follow, self._wet,
+                                        np.zeros(max_block, np.float32), self._dry,
+                                        self._out_state, st.scalars, st.spec_in, st.spec_out,
+                                        np.array([self.k_sample, self.ceiling, self.release]))
         self.last_error = ""
         self.last_frames = 0
         self.warmed = False
@@ -204,7 +219,8 @@ class Engine:
     # -- set-up ---------------------------------------------------------------------------------
     def _make_slot(self, model: EffectModel, k: int) -> Slot:
         noise = NoiseSource(model.latent_dim, self.seed + k, self.stft.max_frames)
-        return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32))
+        return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32),
+                    delta=np.zeros(self.cfg.n_bins, np.float32))
 
     @property
     def latency_samples(self) -> int:
@@ -224,7 +240,11 @@ class Engine:
         self._in_state[0] = 10.0 ** (v[P.I_IN_GAIN] / 20.0)
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
         self._gate[0] = 0.0
+        phase.reset(self._pghi)
+        self._follow[:] = (0.0, 0.0, 0.0, 1.0, self._follow_strength())
         for k, s in enumerate(self.slots):
+            s.level_state[:] = (0.0, float(v[P.I_LEVEL[k]]))
+            s.delta[:] = 0.0
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
             s.held_z[:] = 0.0
@@ -336,12 +356,27 @@ class Engine:
         if x_in.dtype != F32 or x_in.ndim != 1 or n > self.max_block or n % self.stft.granule:
             raise ValueError(f"blocks must be 1-D float32 of a multiple of {self.stft.granule} samples, "
                              f"at most {self.max_block}")
-        nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0),
-                                *self._pre_args)
+        nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0), self._pre)
         self.last_frames = nf  # the frames of this block: stft.out_spec[:nf] is what synthesis was asked for
         cur = self._run_chain(nf, t0) if nf else self._feat_in
         blockdsp.post_block(nf, cur, cur is not self._feat_in, x_out, 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX],
-                            10.0 ** (v[P.I_OUT_GAIN] / 20.0), *self._post_args)
+                            10.0 ** (v[P.I_OUT_GAIN] / 20.0), int(v[P.I_PHASE] + 0.5), self._follow_strength(),
+                            self._post)
+
+    @property
+    def synthesized(self) -> np.ndarray:
+        """The last block's overlap-added wet signal before the level follower (what synthesis made of
+        ``stft.out_spec[:last_frames]``; for measuring STFT consistency, not for the audio path)."""
+        return self._wet
+
+    def _follow_strength(self) -> float:
+        """The level knob of the last slot that runs: the level follower after overlap-add holds the chain's
+        output to what that slot asked for (each slot's own level acts in the feature domain)."""
+        v = self.params.values
+        for k in range(len(self.slots) - 1, -1, -1):
+            if v[P.I_SLOT_BYPASS[k]] < 0.5:
+                return float(v[P.I_LEVEL[k]])
+        return 0.0
 
     def _run_chain(self, nf: int, t0: float) -> np.ndarray:
         """Run the model slots in order on the block's ``nf`` frames; returns the final features
@@ -397,6 +432,8 @@ class Engine:
                 slot.late_once = False
             slot.failures = 0
             slot.backoff = BACKOFF_BLOCKS
+            level.level_frames(cur, out, slot.level_state, float(v[P.I_LEVEL[k]]), self._level_coefs, slot.delta,
+                               level.smooth_coef(float(v[P.I_SMOOTH[k]]), self.frame_rate))  # level stage
             cur = out
         if not block_ok:
             self.stats.scalars[S.MISSES] += 1

@@ -42,7 +42,16 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("output_gain", "Output gain", -24.0, 24.0, 0.0, "dB"),
     ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True),
     ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS"),
+    # Level stage (realtime/dsp/level.py): how far the slot's output energy is held to its input's. The
+    # engine starts restoration slots at 0 (they remove energy on purpose).
+    ParamSpec("level", "Level follow", 0.0, 1.0, 1.0, "", per_slot=True),
+    # Flicker smoother of the level stage: time constant of the model's per-bin change across frames.
+    ParamSpec("smooth", "Flicker smoothing", 0.0, 50.0, 10.0, "ms", per_slot=True),
+    # Phase stage (realtime/dsp/phase.py): 0 input, 1 pghi, 2 auto (see CHOICES).
+    ParamSpec("phase", "Phase (input/pghi/auto)", 0.0, 2.0, 2.0, ""),
 )
+#: Knobs whose values name choices (index = value): ``--set phase=pghi``, presets store the number.
+CHOICES = {"phase": ("input", "pghi", "auto")}
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 GLOBAL_NAMES = tuple(s.name for s in SPECS if not s.per_slot)
 SLOT_NAMES = tuple(s.name for s in SPECS if s.per_slot)
@@ -64,6 +73,9 @@ I_IN_GAIN = LAYOUT[("input_gain", 0)]
 I_OUT_GAIN = LAYOUT[("output_gain", 0)]
 I_BYPASS = LAYOUT[("bypass", 0)]
 I_GATE = LAYOUT[("gate", 0)]
+I_PHASE = LAYOUT[("phase", 0)]
+I_SMOOTH = np.array([LAYOUT[("smooth", s)] for s in range(MAX_SLOTS)])
+I_LEVEL = np.array([LAYOUT[("level", s)] for s in range(MAX_SLOTS)])
 I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
 I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
 I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])
