@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
+from realtime.errors import ModelError
 from realtime.io import cpuwake
 from realtime.paths import resolve_model
 
@@ -43,13 +44,53 @@ def cmd_info(args) -> int:
     return 0 if "contract check: OK" in text else 1
 
 
+def apply_direction(args, params, models: list) -> None:
+    """``--target FILE`` / ``--toward`` / ``--latent-mode``: the contract-2 direction knobs of slot 0.
+
+    The target latent is the mean ``mu`` of the file's audible frames under the first model (written into
+    the ``target_*`` knobs, as a live capture would)."""
+    import numpy as np
+
+    from realtime.engine import params as P
+
+    if getattr(args, "latent_mode", None):
+        for slot in range(len(models)):
+            params.set("latent_mode", 1.0 if args.latent_mode == "mix" else 0.0, slot)
+    toward = getattr(args, "toward", None)
+    if getattr(args, "target", None):
+        from realtime.engine.latent import target_from_audio
+        from realtime.engine.model import EffectModel
+        from realtime.io.offline import _read
+
+        model = EffectModel(models[0])
+        if "target" not in model.optional_inputs:
+            raise ModelError(f"{Path(models[0]).name} has no 'target' input (a contract-2 model with a learned "
+                             "prior has); --target needs one")
+        audio, _ = _read(Path(args.target), model.info.sample_rate)
+        z = target_from_audio(model, audio.mean(axis=1))
+        for j in range(min(P.TARGET_DIMS, z.size)):
+            params.set(f"target_{j + 1}", float(np.clip(z[j], -8.0, 8.0)))
+        if toward is None:
+            toward = 0.7
+    if toward is not None:
+        params.set("toward", toward)
+
+
 def cmd_process(args) -> int:
+    from realtime.engine.params import Params
     from realtime.io.offline import process_file
 
+    models = _models(args)
+    params = Params()
+    for slot in range(len(models)):
+        params.set("amount", args.amount, slot)
+        params.set("noise_rate", args.noise_rate, slot)
+    params.set("mix", args.mix)
+    apply_direction(args, params, models)
     try:
-        report = process_file(args.input, args.output, _models(args), amount=args.amount,
-                              noise_rate=args.noise_rate, mix=args.mix, seed=args.seed, block_size=args.blocksize,
-                              window=args.window, align=args.align, show_progress=not args.quiet,
+        report = process_file(args.input, args.output, models, amount=args.amount, noise_rate=args.noise_rate,
+                              mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
+                              align=args.align, params=params, show_progress=not args.quiet,
                               rate=args.rate, subtype=args.subtype)
     except KeyboardInterrupt:
         _say(args, f"process: stopped before the end; {args.output} was not written (any previous file there "
@@ -87,6 +128,7 @@ def cmd_live(args) -> int:
             host.params.set("amount", args.amount, slot)
             host.params.set("noise_rate", args.noise_rate, slot)
         host.params.set("mix", args.mix)
+        apply_direction(args, host.params, models)
         info = host.start(models, args.input, args.output, args.blocksize, args.window, args.seed)
         print(f"live: {info['sample_rate']} Hz, block {info['block_size']}, algorithmic latency "
               f"{info['latency_samples']} samples ({info['latency_ms']:.2f} ms); Ctrl-C stops", file=sys.stderr)
@@ -197,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--noise-rate", type=float, default=2.0, help="noise evolution rate in Hz (default 2)")
         sp.add_argument("--mix", type=float, default=1.0, help="dry/wet mix 0..1 (default 1)")
         sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--target", default=None, metavar="FILE.wav",
+                        help="steer toward this recording's sound (contract-2 models with a target input)")
+        sp.add_argument("--toward", type=float, default=None, help="guidance toward the target 0..1 (default 0.7 "
+                        "with --target)")
+        sp.add_argument("--latent-mode", choices=("prior", "mix"), default=None,
+                        help="learned prior (default) or the contract-1 noise mix, for comparison")
         sp.add_argument("--blocksize", type=int, default=block, help=f"samples per block (default {block})")
         sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
                         help="STFT window mode (default: the model's)")

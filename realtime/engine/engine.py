@@ -33,7 +33,7 @@ from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
 from realtime.dsp.windows import make_windows
-from realtime.engine import blockdsp
+from realtime.engine import blockdsp, latent
 from realtime.engine import params as P
 from realtime.engine import stats as S
 from realtime.engine.contract import ModelError
@@ -72,6 +72,11 @@ class Slot:
     backoff: int = BACKOFF_BLOCKS
     level_state: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float64))  # level.level_frames'
     delta: np.ndarray = field(default=None)  # type: ignore[assignment]  # its flicker smoother, per bin
+    #: Contract-2 controls: this slot's knob indices for feed_controls, the running mean latent a capture
+    #: takes, and the capture knob's last state.
+    ctl_idx: tuple = ()
+    mu_avg: np.ndarray = field(default_factory=lambda: np.zeros(P.TARGET_DIMS, np.float32))
+    armed: np.ndarray = field(default_factory=lambda: np.zeros(1, np.float64))
 
 
 def freeze_heap() -> None:
@@ -96,11 +101,14 @@ def _run_model(model: EffectModel, features: np.ndarray, amount: np.ndarray, noi
     return model.run_buffered(nf)
 
 
-def _feed_extras(model: EffectModel, nf: int, frozen: bool) -> None:
-    """Fill a contract-2 model's optional control inputs for ``nf`` frames (only those it declares)."""
+def _feed_extras(model: EffectModel, nf: int, frozen: bool, values: np.ndarray, idx: tuple) -> None:
+    """Fill a contract-2 model's optional control inputs for ``nf`` frames (only those it declares) from the
+    knobs; ``idx`` is the slot's knob indices (offset, scale, target, toward, latent_mode)."""
     ex = model.extra_in
     if not ex:
         return
+    if model.has_controls:
+        latent.feed_controls(values, *idx, nf, *model.ctl_buffers)
     f = ex.get("freeze")
     if f is not None:
         f[:nf] = 1.0 if frozen else 0.0
@@ -219,8 +227,9 @@ class Engine:
     # -- set-up ---------------------------------------------------------------------------------
     def _make_slot(self, model: EffectModel, k: int) -> Slot:
         noise = NoiseSource(model.latent_dim, self.seed + k, self.stft.max_frames)
+        idx = (P.I_OFFSET[k], P.I_SCALE[k], P.I_TARGET[k], int(P.I_TOWARD[k]), int(P.I_LATENT_MODE[k]))
         return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32),
-                    delta=np.zeros(self.cfg.n_bins, np.float32))
+                    delta=np.zeros(self.cfg.n_bins, np.float32), ctl_idx=idx)
 
     @property
     def latency_samples(self) -> int:
@@ -248,6 +257,8 @@ class Engine:
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
             s.held_z[:] = 0.0
+            s.mu_avg[:] = 0.0
+            s.armed[0] = 1.0 if v[P.I_CAPTURE[k]] >= 0.5 else 0.0  # a capture held on at reset does not fire
             # Contract 2: every carried state back to zeros (also of a model waiting to be crossfaded in).
             s.model.reset_state()
             for queued in (s.pending, s.incoming):
@@ -275,6 +286,12 @@ class Engine:
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
         f = self._feat_out[:1]
         blockdsp.crossfade_frames(f, f, f, 0, SWAP_XFADE_FRAMES)  # a hot swap must not compile in the callback
+        # The contract-2 control kernels too: a model with controls may be swapped in later.
+        vals = self.params.values.copy()
+        d1, d2 = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32)
+        latent.feed_controls(vals, *self.slots[0].ctl_idx, 1, d1, d1.copy(), d1.copy(), d2, d2.copy())
+        latent.track_latent(d1, 1, np.zeros(2, np.float32), 0.1, vals, int(P.I_CAPTURE[0]), P.I_TARGET[0],
+                            np.zeros(1, np.float64))
         self.stats._flat[:] = saved
         self.reset()
         self.warmed = True
@@ -452,7 +469,7 @@ class Engine:
         a = slot.amount = blockdsp.prepare_slot(cur, m.features_in, m.amount_in, m.noise_in, slot.amount,
                                                 float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
                                                 ns.white, rho, frozen, slot.held_z)
-        _feed_extras(m, nf, frozen)
+        _feed_extras(m, nf, frozen, v, slot.ctl_idx)
         wd = self.watchdog
         stopped = False
         self._stopped = ""
@@ -491,6 +508,9 @@ class Engine:
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None  # no commit: a failed call leaves the carried state as it was
         m.commit_state()
+        if m.has_controls:
+            latent.track_latent(mu, nf, slot.mu_avg, 1.0 / latent.CAPTURE_FRAMES, v, int(P.I_CAPTURE[k]),
+                                P.I_TARGET[k], slot.armed)
         if self._xf_model is not None:
             self._xf_model.commit_state()
             self._xf_model = None
@@ -502,7 +522,7 @@ class Engine:
         noise = noise_src.draw(nf, rho)
         if frozen and noise.shape[1] == slot.held_z.shape[0]:
             noise[:] = slot.held_z
-        _feed_extras(model, nf, frozen)
+        _feed_extras(model, nf, frozen, self.params.values, slot.ctl_idx)
         new_out, _ = _run_model(model, cur, amount, noise, nf)
         self._xf_model = model
         mixed = self._feat_out[:nf]

@@ -206,6 +206,16 @@ class EffectModel:
             w, default, _ = OPTIONAL_INPUTS[name]
             self.extra_in[name] = np.full((max_frames, self.latent_dim if w == "latent" else int(w)), default,
                                           np.float32)
+        #: Buffers the engine's knob kernel fills (realtime.engine.latent.feed_controls): the declared ones, or
+        #: scratch arrays for the ones the model does not declare (written, never fed).
+        def _ctl(name: str, width: int) -> np.ndarray:
+            return self.extra_in.get(name, np.zeros((max_frames, width), np.float32))
+
+        d = self.latent_dim
+        self.ctl_buffers = (_ctl("latent_offset", d), _ctl("latent_scale", d), _ctl("target", d), _ctl("toward", 1),
+                            _ctl("latent_mode", 1))
+        self.has_controls = any(n in self.extra_in for n in ("latent_offset", "latent_scale", "target", "toward",
+                                                               "latent_mode"))
         #: Whether the model returns the decoded latent ``z`` (then :attr:`z_out` holds it after a buffered run).
         self.has_z = OUTPUT_Z in out_names
         self.z_out = np.zeros((max_frames, self.latent_dim), np.float32)
