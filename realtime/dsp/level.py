@@ -26,15 +26,17 @@ import numba
 import numpy as np
 
 #: Frame stage: time for a gain *rise* (the output too quiet), and for a cut (the output too loud).
-FRAME_RELEASE_S = 0.02
-FRAME_ATTACK_S = 0.002
+FRAME_RELEASE_S = 0.006
+FRAME_ATTACK_S = 0.003
 #: Frame stage bound on the gain (dB): beyond it the model's frame is not level-matchable (silence out).
 FRAME_MAX_DB = 40.0
 #: After overlap-add: energy follower time constant, gain rise and cut times, bound (dB).
 FOLLOW_S = 0.02
-FOLLOW_RELEASE_S = 0.05
-FOLLOW_ATTACK_S = 0.003
-FOLLOW_MAX_DB = 12.0
+FOLLOW_RELEASE_S = 0.012
+FOLLOW_ATTACK_S = 0.008
+FOLLOW_MAX_DB = 30.0
+#: The flicker smoother lowers a bin this many times faster than it raises it.
+FLICKER_CUT = 3.0
 #: The ``level`` knob is smoothed over this (a jump would apply a converged gain of many dB at once).
 KNOB_S = 0.05
 #: Energies below this (mean square, about -100 dBFS) hold the gain where it is: silence has no level.
@@ -85,7 +87,10 @@ def level_frames(feat_in: np.ndarray, feat_out: np.ndarray, state: np.ndarray, s
             for k in range(nb):
                 o = feat_out[f, k]
                 if math.isfinite(o):
-                    dl = delta[k] + smooth * ((o - feat_in[f, k]) - delta[k])
+                    step = (o - feat_in[f, k]) - delta[k]
+                    # A boost builds over the time constant, a cut comes FLICKER_CUT times faster: a
+                    # burst the model decodes cannot jump out, a gap it decodes does not linger.
+                    dl = delta[k] + (smooth if step > 0.0 else min(FLICKER_CUT * smooth, 1.0)) * step
                     delta[k] = dl
                     feat_out[f, k] = feat_in[f, k] + dl
         else:

@@ -237,6 +237,9 @@ class MainWindow(QMainWindow):
             "gate": KnobControl(p, "gate"),
             "input_gain": KnobControl(p, "input_gain"),
             "output_gain": KnobControl(p, "output_gain"),
+            "level": KnobControl(p, "level"),
+            "smooth": KnobControl(p, "smooth"),
+            "phase": KnobControl(p, "phase"),
             "bypass": ToggleControl(p, "bypass", text="Bypass (A/B)"),
             "freeze": ToggleControl(p, "freeze"),
             "slot_bypass": ToggleControl(p, "slot_bypass", text="Slot bypass"),
@@ -258,7 +261,7 @@ class MainWindow(QMainWindow):
         center.setSpacing(4)
         center.addWidget(self.knobs["amount"], 0, Qt.AlignmentFlag.AlignHCenter)
         center.addStretch(1)
-        for names in (("noise_rate", "mix", "gate"), ("input_gain", "output_gain")):
+        for names in (("noise_rate", "mix", "gate"), ("level", "smooth", "phase"), ("input_gain", "output_gain")):
             row = QHBoxLayout()
             for name in names:
                 row.addWidget(self.knobs[name])
