@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -49,9 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--hidden", type=int, default=96)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-minutes", type=float, default=20.0, help="stop the training loop after this long")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-minutes", type=float, default=20.0,
+                   help="stop the training loop after this long (0: no limit)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="save the rendered data here, or load it if the file exists")
     p.add_argument("--name", default="Denoise (speech and music over realistic noise)")
     return p.parse_args(argv)
 
@@ -150,7 +153,13 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     torch.set_num_threads(args.threads)
     cfg = StftConfig()
     t0 = time.time()
-    bank, val_bank, desc = build_data(args, cfg, log)
+    if args.cache and Path(args.cache).is_file():
+        bank, val_bank, desc = torch.load(args.cache, weights_only=False)
+        log(f"data: loaded {args.cache}")
+    else:
+        bank, val_bank, desc = build_data(args, cfg, log)
+        if args.cache:
+            torch.save((bank, val_bank, desc), args.cache)
     t_data = time.time() - t0
     model = StatefulDenoiser(cfg.n_bins, cfg.sample_rate, hidden=args.hidden, layers=args.layers)
     g = torch.Generator().manual_seed(args.seed)
@@ -158,10 +167,17 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     model.set_normalisation(model.inputs(features_of(X)).reshape(-1, model.n_erb + model.n_low))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(50, args.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
-        0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * min(1.0, s / max(1, args.steps))))))
     step, t_train, losses = 0, time.time(), []
-    deadline = t_train + 60.0 * args.max_minutes
+    budget = 60.0 * args.max_minutes if args.max_minutes > 0 else math.inf
+    deadline = t_train + budget
+
+    def progress(s: int) -> float:
+        # Cosine decay over the steps, or over the wall-clock budget when that runs out first (a shared
+        # machine): then the run is not bit-reproducible, and the card says at which step it stopped.
+        return min(1.0, max(s / max(1, args.steps), (time.time() - t_train) / budget))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
+        0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * progress(s)))))
     while step < args.steps and time.time() < deadline:
         X, S = bank.batch(g, args.batch)
         feats = features_of(X)

@@ -200,6 +200,11 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``audio-diffusion quality MODEL.onnx``: metrics on held-out synthetic audio and speech."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--restore" in argv:  # realistic-noise restoration report: models/restore_quality.py
+        from models.restore_quality import main as restore_main
+
+        return restore_main([a for a in argv if a != "--restore"])
     p = argparse.ArgumentParser(prog="audio-diffusion quality", description=main.__doc__)
     p.add_argument("model", help="exported .onnx model")
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a folder of audio files")

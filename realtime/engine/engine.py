@@ -29,6 +29,8 @@ import numpy as np
 
 from realtime.config import StftConfig
 from realtime.dsp import blockdsp
+from realtime.dsp.declick import Declick
+from realtime.dsp.dehum import Dehum
 from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
@@ -160,6 +162,9 @@ class Engine:
         self._in_state = np.zeros(1, np.float64)
         self._out_state = np.zeros(3, np.float64)
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
+        # Optional time-domain repair before the STFT (knobs dehum / declick): causal, no added latency.
+        self._dehum, self._declick = Dehum(sr), Declick(sr, max_block)
+        self._repaired = np.zeros(max_block, np.float32)
         # The kernels' fixed arguments, bound once instead of looked up attribute by attribute every block.
         ss, st = self.stft, self.stats
         self._pre_args = (self._x, self._in_state, self.k_sample, self._dry_line.buf, self._dry_line.state,
@@ -204,6 +209,8 @@ class Engine:
         self._in_state[0] = 10.0 ** (v[P.I_IN_GAIN] / 20.0)
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
         self._gate[0] = 0.0
+        self._dehum.reset()
+        self._declick.reset()
         for k, s in enumerate(self.slots):
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
@@ -226,6 +233,8 @@ class Engine:
         saved = self.stats._flat.copy()  # warm-up blocks are not part of the record
         for slot in self.slots:
             slot.model.warm_up()  # one io binding per frame count, made here rather than in the callback
+        self._dehum.warm_up()
+        self._declick.warm_up()
         for _ in range(blocks):
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
         f = self._feat_out[:1]
@@ -310,11 +319,23 @@ class Engine:
         if x_in.dtype != F32 or x_in.ndim != 1 or n > self.max_block or n % self.stft.granule:
             raise ValueError(f"blocks must be 1-D float32 of a multiple of {self.stft.granule} samples, "
                              f"at most {self.max_block}")
+        if v[P.I_DEHUM] >= 0.5 or v[P.I_DECLICK] >= 0.5:
+            x_in = self._repair(x_in, n, v)
         nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0),
                                 *self._pre_args)
         cur = self._run_chain(nf, t0) if nf else self._feat_in
         blockdsp.post_block(nf, cur, cur is not self._feat_in, x_out, 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX],
                             10.0 ** (v[P.I_OUT_GAIN] / 20.0), *self._post_args)
+
+    def _repair(self, x_in: np.ndarray, n: int, v: np.ndarray) -> np.ndarray:
+        """De-hum and/or de-click the block into a work buffer (numba kernels, allocation-free)."""
+        buf = self._repaired[:n]
+        buf[:] = x_in
+        if v[P.I_DEHUM] >= 0.5:
+            self._dehum.process(buf, buf)
+        if v[P.I_DECLICK] >= 0.5:
+            self._declick.process(buf, buf)
+        return buf
 
     def _run_chain(self, nf: int, t0: float) -> np.ndarray:
         """Run the model slots in order on the block's ``nf`` frames; returns the final features

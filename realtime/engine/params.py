@@ -42,6 +42,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("output_gain", "Output gain", -24.0, 24.0, 0.0, "dB"),
     ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True),
     ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS"),
+    # Optional repair before the STFT (realtime/dsp/dehum.py, declick.py); the dry path hears it too.
+    ParamSpec("dehum", "De-hum", 0.0, 1.0, 0.0, "", toggle=True),
+    ParamSpec("declick", "De-click", 0.0, 1.0, 0.0, "", toggle=True),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 GLOBAL_NAMES = tuple(s.name for s in SPECS if not s.per_slot)
@@ -64,6 +67,8 @@ I_IN_GAIN = LAYOUT[("input_gain", 0)]
 I_OUT_GAIN = LAYOUT[("output_gain", 0)]
 I_BYPASS = LAYOUT[("bypass", 0)]
 I_GATE = LAYOUT[("gate", 0)]
+I_DEHUM = LAYOUT[("dehum", 0)]
+I_DECLICK = LAYOUT[("declick", 0)]
 I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
 I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
 I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])

@@ -67,7 +67,21 @@ def _read(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
     return data, sr
 
 
-def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path], *, amount: float = 0.3,
+#: Amount a slot starts at when none is given: effects at a moderate 0.3; stateful (contract v2) restoration
+#: models, whose amount is the attenuation limit, at full strength; contract-v1 denoisers at 0 (their best).
+EFFECT_AMOUNT = 0.3
+
+
+def default_amount(model: str | Path | EffectModel) -> float:
+    """The amount a model starts at when the user gives none (see :data:`EFFECT_AMOUNT`)."""
+    info = model.info if isinstance(model, EffectModel) else EffectModel(model).info
+    if info.kind != "restoration":
+        return EFFECT_AMOUNT
+    return 1.0 if info.contract_version >= 2 else 0.0
+
+
+def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path], *,
+                 amount: float | Sequence[float] | None = 0.3,
                  noise_rate: float = 2.0, mix: float = 1.0, seed: int = 0, block_size: int = OFFLINE_BLOCK,
                  window: str | None = None, align: bool = False, params: Params | None = None,
                  show_progress: bool = True) -> dict:
@@ -87,8 +101,10 @@ def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path],
     data, in_sr = _read(inp, sr)
     if params is None:
         params = Params()
+        if amount is None:  # each model at its own default (a denoiser at full strength)
+            amount = [default_amount(first)] + [default_amount(m) for m in models[1:]]
         for slot in range(len(models)):
-            params.set("amount", amount, slot)
+            params.set("amount", amount[slot] if isinstance(amount, Sequence) else amount, slot)
             params.set("noise_rate", noise_rate, slot)
         params.set("mix", mix)
     n_ch = data.shape[1]
