@@ -229,6 +229,58 @@ def markdown(result: dict, families: Sequence[str] = EVAL_FAMILIES, snrs: Sequen
     return "\n".join(lines)
 
 
+def frame_cost(path: str | Path, repeats: int = 2000) -> dict[str, float]:
+    """onnxruntime time per call (1 thread) for 1 and 8 frames with the state fed back, in us."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    states = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs() if i.name.startswith("state_in_")}
+    latent = [i.shape[1] for i in sess.get_inputs() if i.name == "noise"][0]
+    out: dict[str, float] = {}
+    rng = np.random.default_rng(0)
+    for n in (1, 8):
+        feeds = {"features": (rng.standard_normal((n, 257)) - 4).astype(np.float32),
+                 "amount": np.ones((n, 1), np.float32), "noise": np.zeros((n, latent), np.float32), **states}
+        for _ in range(50):
+            sess.run(None, feeds)
+        t = np.empty(repeats)
+        for i in range(repeats):
+            t0 = time.perf_counter_ns()
+            sess.run(None, feeds)
+            t[i] = (time.perf_counter_ns() - t0) / 1e3
+        out[f"{n}frame_median_us"] = round(float(np.median(t)), 1)
+        out[f"{n}frame_p99_us"] = round(float(np.percentile(t, 99)), 1)
+    hop_s = 128 / 48_000
+    out["rtf_1frame"] = round(out["1frame_median_us"] * 1e-6 / hop_s, 4)
+    out["rtf_8frame"] = round(out["8frame_median_us"] * 1e-6 / (8 * hop_s), 4)
+    return out
+
+
+def chain_block_times(models: Sequence[str | Path], seconds: float = 10.0, block: int = 128) -> dict[str, float]:
+    """Block times of the engine running ``models`` as a chain (offline, timed per block): median, p99 and
+    p99 as a share of the block period."""
+    from realtime.engine.engine import Engine
+
+    e = Engine([str(m) for m in models], block_size=block)
+    e.warmup()
+    rng = np.random.default_rng(0)
+    x = (0.05 * rng.standard_normal(int(seconds * 48_000))).astype(np.float32)
+    y = np.zeros(block, np.float32)
+    t = []
+    for i in range(0, x.size - block + 1, block):
+        t0 = time.perf_counter()
+        e.process_block(x[i:i + block], y)
+        t.append(time.perf_counter() - t0)
+    t = np.array(t) * 1e6
+    period = 1e6 * block / 48_000
+    return {"median_us": round(float(np.median(t)), 1), "p99_us": round(float(np.percentile(t, 99)), 1),
+            "p99_share": round(float(np.percentile(t, 99)) / period, 4), "misses": int(e.stats.summary()["misses"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``audio-diffusion quality --restore MODEL [--old OLD.onnx]``."""
     p = argparse.ArgumentParser(prog="audio-diffusion quality --restore", description=__doc__.split("\n")[0])
