@@ -403,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     (level tracking, clicks, limiter hits, harmonic-to-noise change, STFT consistency, LSD), a table or
     ``--json``, and a PNG of spectrograms; ``--reconstruction`` prints the amount-0 reconstruction metrics
     against the smoothing baseline instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--restore" in argv:  # realistic-noise restoration report: models/restore_quality.py
+        from models.restore_quality import main as restore_main
+
+        return restore_main([a for a in argv if a != "--restore"])
     p = argparse.ArgumentParser(prog="audio-diffusion quality", description=main.__doc__)
     p.add_argument("model", help="exported .onnx model")
     p.add_argument("--data", default="synthetic",

@@ -121,11 +121,17 @@ def cmd_live(args) -> int:
     from realtime.io.host import HostError, ProcessHost
 
     models = [str(m) for m in _models(args)]
+    if args.amount is None:
+        from realtime.io.offline import default_amount
+
+        amounts = [default_amount(m) for m in models]
+    else:
+        amounts = [args.amount] * len(models)
     awake = cpuwake.hold_if(args.keep_cpu_awake)  # a CpuWakeError is a user error: one line, exit 2
     host = ProcessHost()  # the engine gets its own process and GIL; knobs and stats in shared memory
     try:
         for slot in range(len(models)):
-            host.params.set("amount", args.amount, slot)
+            host.params.set("amount", amounts[slot], slot)
             host.params.set("noise_rate", args.noise_rate, slot)
         host.params.set("mix", args.mix)
         apply_direction(args, host.params, models)
@@ -235,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     def knobs(sp, block: int):
         sp.add_argument("--model", action="append",
                         help="model path or shipped name (default, denoise); repeat for a chain, in order")
-        sp.add_argument("--amount", type=float, default=0.3, help="diffusion amount 0..1 (default 0.3)")
+        sp.add_argument("--amount", type=float, default=None,
+                        help="amount 0..1 (default: 0.3 for effects, 1 = full strength for restoration models, "
+                             "where it is the attenuation limit)")
         sp.add_argument("--noise-rate", type=float, default=2.0, help="noise evolution rate in Hz (default 2)")
         sp.add_argument("--mix", type=float, default=1.0, help="dry/wet mix 0..1 (default 1)")
         sp.add_argument("--seed", type=int, default=0)

@@ -29,6 +29,8 @@ import numpy as np
 
 from realtime.config import StftConfig
 from realtime.dsp import level, phase
+from realtime.dsp.declick import Declick
+from realtime.dsp.dehum import Dehum
 from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
@@ -195,6 +197,9 @@ class Engine:
         self._in_state = np.zeros(1, np.float64)
         self._out_state = np.zeros(3, np.float64)
         self._dry_line = RingBuffer(self.latency_samples + max_block + 1)
+        # Optional time-domain repair before the STFT (knobs dehum / declick): causal, no added latency.
+        self._dehum, self._declick = Dehum(sr), Declick(sr, max_block)
+        self._repaired = np.zeros(max_block, np.float32)
         # The kernels' structured state, built once (named arrays: blockdsp.PreState / PostState).
         sb, st = self.stft.buffers, self.stats
         self._pghi = phase.make_state(self.cfg)
@@ -251,6 +256,8 @@ class Engine:
         self._gate[0] = 0.0
         phase.reset(self._pghi)
         self._follow[:] = (0.0, 0.0, 0.0, 1.0, self._follow_strength())
+        self._dehum.reset()
+        self._declick.reset()
         for k, s in enumerate(self.slots):
             s.level_state[:] = (0.0, float(v[P.I_LEVEL[k]]))
             s.delta[:] = 0.0
@@ -282,6 +289,8 @@ class Engine:
         saved = self.stats._flat.copy()  # warm-up blocks are not part of the record
         for slot in self.slots:
             slot.model.warm_up()  # one io binding per frame count, made here rather than in the callback
+        self._dehum.warm_up()
+        self._declick.warm_up()
         for _ in range(blocks):
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
         f = self._feat_out[:1]
@@ -373,6 +382,8 @@ class Engine:
         if x_in.dtype != F32 or x_in.ndim != 1 or n > self.max_block or n % self.stft.granule:
             raise ValueError(f"blocks must be 1-D float32 of a multiple of {self.stft.granule} samples, "
                              f"at most {self.max_block}")
+        if v[P.I_DEHUM] >= 0.5 or v[P.I_DECLICK] >= 0.5:
+            x_in = self._repair(x_in, n, v)
         nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0), self._pre)
         self.last_frames = nf  # the frames of this block: stft.out_spec[:nf] is what synthesis was asked for
         cur = self._run_chain(nf, t0) if nf else self._feat_in
@@ -394,6 +405,16 @@ class Engine:
             if v[P.I_SLOT_BYPASS[k]] < 0.5:
                 return float(v[P.I_LEVEL[k]])
         return 0.0
+
+    def _repair(self, x_in: np.ndarray, n: int, v: np.ndarray) -> np.ndarray:
+        """De-hum and/or de-click the block into a work buffer (numba kernels, allocation-free)."""
+        buf = self._repaired[:n]
+        buf[:] = x_in
+        if v[P.I_DEHUM] >= 0.5:
+            self._dehum.process(buf, buf)
+        if v[P.I_DECLICK] >= 0.5:
+            self._declick.process(buf, buf)
+        return buf
 
     def _run_chain(self, nf: int, t0: float) -> np.ndarray:
         """Run the model slots in order on the block's ``nf`` frames; returns the final features

@@ -59,6 +59,9 @@ SPECS: tuple[ParamSpec, ...] = (
     *(ParamSpec(f"offset_{j + 1}", f"Offset {j + 1}", -3.0, 3.0, 0.0, "", per_slot=True) for j in range(8)),
     *(ParamSpec(f"scale_{j + 1}", f"Scale {j + 1}", 0.0, 5.0, 1.0, "", per_slot=True) for j in range(8)),
     *(ParamSpec(f"target_{j + 1}", f"Target {j + 1}", -8.0, 8.0, 0.0, "", per_slot=True) for j in range(16)),
+    # Optional repair before the STFT (realtime/dsp/dehum.py, declick.py); the dry path hears it too.
+    ParamSpec("dehum", "De-hum", 0.0, 1.0, 0.0, "", toggle=True),
+    ParamSpec("declick", "De-click", 0.0, 1.0, 0.0, "", toggle=True),
 )
 #: Latent dimensions with offset/scale knobs, and dimensions of the target latent the knobs hold.
 DIRECTION_DIMS = 8
@@ -89,6 +92,8 @@ I_GATE = LAYOUT[("gate", 0)]
 I_PHASE = LAYOUT[("phase", 0)]
 I_SMOOTH = np.array([LAYOUT[("smooth", s)] for s in range(MAX_SLOTS)])
 I_LEVEL = np.array([LAYOUT[("level", s)] for s in range(MAX_SLOTS)])
+I_DEHUM = LAYOUT[("dehum", 0)]
+I_DECLICK = LAYOUT[("declick", 0)]
 I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
 I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
 I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])

@@ -426,6 +426,7 @@ class MainWindow(QMainWindow):
 
     def choose_model(self, path: str, slot: int = 0) -> bool:
         """Put model ``path`` in ``slot``: hot-swapped (crossfaded) when running; on failure the old one stays."""
+        self._restoration_strength(path, slot)
         if not self.running:
             models = list(self.models) or [path]
             models[slot] = path
@@ -446,6 +447,20 @@ class MainWindow(QMainWindow):
         self.models = list(info.get("models", self.models))
         self._started(info)
         return True
+
+    def _restoration_strength(self, path: str, slot: int) -> None:
+        """A restoration model starts at its own default strength (a stateful denoiser at full strength);
+        an effect keeps the performer's amount."""
+        from realtime.engine.model import EffectModel
+        from realtime.io.offline import default_amount
+        from realtime.paths import resolve_model
+
+        try:
+            model = EffectModel(resolve_model(path))
+        except Exception:  # noqa: BLE001 - the load below reports a bad file
+            return
+        if model.info.kind == "restoration":
+            self.params.set("amount", default_amount(model), slot)
 
     def _start_clicked(self) -> None:
         if self._stalled:
