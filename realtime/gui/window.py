@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from realtime.engine.params import SPEC_BY_NAME, SPECS
 from realtime.gui.knob import KnobControl, ToggleControl
 from realtime.gui.meters import LatentBars, LevelMeter
 from realtime.gui.midi import MidiInput, MidiMap
@@ -236,10 +237,15 @@ class MainWindow(QMainWindow):
             "gate": KnobControl(p, "gate"),
             "input_gain": KnobControl(p, "input_gain"),
             "output_gain": KnobControl(p, "output_gain"),
-            "bypass": ToggleControl(p, "bypass", text="Bypass (A/B)"),
+            "bypass": ToggleControl(p, "bypass"),
             "freeze": ToggleControl(p, "freeze"),
-            "slot_bypass": ToggleControl(p, "slot_bypass", text="Slot bypass"),
+            "slot_bypass": ToggleControl(p, "slot_bypass"),
         }
+        # Knobs added to the table later get a control too (the table is the source of truth): a dial, or a
+        # button for a toggle, in an extra row below the laid-out ones.
+        extra = [s.name for s in SPECS if s.name not in self.knobs]
+        for name in extra:
+            self.knobs[name] = ToggleControl(p, name) if SPEC_BY_NAME[name].toggle else KnobControl(p, name)
         for k in self.knobs.values():
             k.learnRequested.connect(self.learn)
             k.forgetRequested.connect(self.forget_midi)
@@ -251,7 +257,9 @@ class MainWindow(QMainWindow):
         center.setSpacing(4)
         center.addWidget(self.knobs["amount"], 0, Qt.AlignmentFlag.AlignHCenter)
         center.addStretch(1)
-        for names in (("noise_rate", "mix", "gate"), ("input_gain", "output_gain")):
+        rows = [("noise_rate", "mix", "gate"), ("input_gain", "output_gain")]
+        rows += [tuple(extra[i:i + 3]) for i in range(0, len(extra), 3)]
+        for names in rows:
             row = QHBoxLayout()
             for name in names:
                 row.addWidget(self.knobs[name])
@@ -424,7 +432,7 @@ class MainWindow(QMainWindow):
         self.slot_combo.blockSignals(True)
         self.slot_combo.clear()
         for k, m in enumerate(self.models):
-            self.slot_combo.addItem(f"{k + 1}: {Path(m).stem}", k)
+            self.slot_combo.addItem(f"{k}: {Path(m).stem}", k)  # slots count from 0 everywhere (OSC, presets)
         self.slot_combo.setCurrentIndex(slot)
         self.slot_combo.blockSignals(False)
         chain = len(self.models) > 1
@@ -487,7 +495,13 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return False
         if preset.models and preset.models != self.models:
-            if self.running:
+            if self.running and len(preset.models) == len(self.models):
+                # Same chain length, rate and block size: hot-swap slot by slot (crossfaded), no stream
+                # restart, so every connection the user made in JACK stays.
+                for slot, path in enumerate(preset.models):
+                    if path != self.models[slot] and not self.choose_model(path, slot):
+                        return False
+            elif self.running:
                 if not self.start_engine(preset.models):
                     return False
             else:
