@@ -339,13 +339,36 @@ def cmd_demo(args) -> int:
 def _forward(module: str, argv: list[str]) -> int:
     import importlib
 
+    # The forwarded commands' own parsers report usage errors like this one does: one line, exit 2.
+    argparse.ArgumentParser.error = _Parser.error
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
         print(f"error: {exc.name or exc} is not installed; this command needs the training extras: "
               "pip install -e '.[train]'", file=sys.stderr)
         return EXIT_USAGE
-    return int(mod.main(argv) or 0)
+    return int(mod.main(_shipped_names(module, argv)) or 0)
+
+
+def _shipped_names(module: str, argv: list[str]) -> list[str]:
+    """Shipped model names (default, denoise) work wherever a model path is accepted: the first positional
+    argument of quality and quantize, and every ``--model`` value, are resolved here."""
+    out, positional_done, i = [], module not in ("models.quality", "export.quantize"), 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--model" and i + 1 < len(argv):
+            out += [a, str(resolve_model(argv[i + 1]))]
+            i += 2
+            continue
+        if not positional_done and not a.startswith("-"):
+            a, positional_done = str(resolve_model(a)), True
+        elif a in ("--out", "--data", "--seconds", "--seed", "--frames", "--eval-seconds"):
+            out += [a, *argv[i + 1:i + 2]]
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 FORWARDED = {
@@ -365,6 +388,13 @@ def _version() -> str:
     return f"audio-diffusion {__version__}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``error: ...; see --help``) and exit 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {' '.join(message.split())}; see '{self.prog} --help'\n")
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults where an option has one (never 'default: None')."""
 
@@ -377,8 +407,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser(knobs: bool = True) -> argparse.ArgumentParser:
     """The parser; ``knobs=False`` leaves out the generated knob options (``--help`` and ``--version`` then
     import nothing but argparse)."""
-    p = argparse.ArgumentParser(prog="audio-diffusion", description="Real-time latent-diffusion audio effect host",
-                                formatter_class=_Formatter)
+    p = _Parser(prog="audio-diffusion", description="Real-time latent-diffusion audio effect host",
+                formatter_class=_Formatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
