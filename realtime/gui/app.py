@@ -94,6 +94,7 @@ def _quit_on_signals(app, code: list[int]) -> None:
         print(f"stopped ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}); closing the panel",
               file=sys.stderr, flush=True)
         app.quit()
+        QTimer.singleShot(0, app.quit)  # a signal before the event loop runs: quit as soon as it does
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
