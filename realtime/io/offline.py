@@ -85,7 +85,13 @@ EFFECT_AMOUNT = 0.3
 
 def default_amount(model: str | Path | EffectModel) -> float:
     """The amount a model starts at when the user gives none (see :data:`EFFECT_AMOUNT`)."""
-    info = model.info if isinstance(model, EffectModel) else EffectModel(model).info
+    if isinstance(model, EffectModel):
+        info = model.info
+    else:  # the metadata alone: no probe, no warm-up (this runs before every command's engine is built)
+        from realtime.engine.contract import parse_metadata
+        from realtime.engine.model import open_session
+
+        info = parse_metadata(open_session(model).get_modelmeta().custom_metadata_map, model)
     if info.kind != "restoration":
         return EFFECT_AMOUNT
     return 1.0 if info.contract_version >= 2 else 0.0

@@ -53,7 +53,7 @@ DEFAULT_OUT = ROOT / "docs" / "bench"
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEVICE_PERIODS = (64, 128, 256)
 SECTIONS = ("meta", "latency", "block_times", "stages", "offline", "baselines", "baselines_batched", "startup",
-            "device", "jitter", "quality", "low_latency", "published", "targets")
+            "cli_startup", "device", "jitter", "quality", "low_latency", "published", "targets")
 #: Sections a run can skip (``--skip``).
 MEASURED = SECTIONS[1:-2]
 #: Impulse height: well under the limiter's -1 dBFS ceiling, so the limiter never touches it.
@@ -415,6 +415,51 @@ def measure_startup(model: Path, runs: int) -> dict:
     return out
 
 
+REPO = Path(__file__).resolve().parents[2]
+#: Whole-process targets of the command line (#13 item 3): wall seconds, or real-time factor for process 60 s.
+CLI_TARGETS = {"--help": 0.2, "--version": 0.2, "info default": 0.5}
+
+
+def measure_cli_startup(runs: int = 3, long_seconds: float = 60.0) -> dict:
+    """Section 5b: wall time of whole ``audio-diffusion`` processes as a user starts them: ``--help``,
+    ``--version``, ``info default`` and ``process`` of a 1 s and a ``long_seconds`` file (default model,
+    default block), each on an empty numba cache (cold) and on a warm one; medians of ``runs``."""
+    import soundfile as sf
+
+    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                                           if p))
+    with tempfile.TemporaryDirectory(prefix="adh-cli-") as work:
+        work_p = Path(work)
+        files = {}
+        for secs in (1.0, long_seconds):
+            f = work_p / f"in{secs:g}.wav"
+            sf.write(str(f), noise_signal(secs, 48000), 48000, subtype="FLOAT")
+            files[secs] = f
+        cmds = {"--help": ["--help"], "--version": ["--version"], "info default": ["info", "default"],
+                "process 1 s": ["process", str(files[1.0]), str(work_p / "o1.wav"), "--quiet"],
+                f"process {long_seconds:g} s": ["process", str(files[long_seconds]), str(work_p / "o2.wav"),
+                                                "--quiet"]}
+        times: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in cmds}
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="adh-numba-") as cache:
+                env = dict(env_base, NUMBA_CACHE_DIR=cache)
+                for kind in ("cold", "warm"):  # the cold run fills the cache the warm one reads
+                    for name, argv in cmds.items():
+                        t0 = time.perf_counter()
+                        subprocess.run([sys.executable, "-m", "realtime.cli", *argv], env=env, cwd=REPO,
+                                       capture_output=True, check=True)
+                        times[name][kind].append(time.perf_counter() - t0)
+    rows = []
+    for name, t in times.items():
+        row = {"command": name, "cold_s": float(np.median(t["cold"])), "warm_s": float(np.median(t["warm"]))}
+        if name.startswith("process"):
+            secs = 1.0 if name == "process 1 s" else long_seconds
+            row["warm_rtf"] = secs / row["warm_s"]
+        rows.append(row)
+    return {"runs": runs, "rows": rows, "note": "whole processes (interpreter start to exit), wall time; cold: "
+            "NUMBA_CACHE_DIR empty (kernels compile), warm: the same directory again (kernels load)"}
+
+
 def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
     """Section 6: a live duplex stream through jackd's dummy backend at each period (engine block = period)."""
     import shutil
@@ -705,6 +750,13 @@ def evaluate_targets(r: dict) -> list[dict]:
         if "live_awake_p99_pct" in dev[128]:
             v = dev[128]["live_awake_p99_pct"]
             add("same, CPUs held awake (live --keep-cpu-awake)", "<= 10 % of period", v, v <= 10, "%")
+    for x in rows_of("cli_startup"):
+        if x["command"] in CLI_TARGETS:
+            goal = CLI_TARGETS[x["command"]]
+            add(f"audio-diffusion {x['command']}, whole process, warm", f"< {goal} s", x["warm_s"],
+                x["warm_s"] < goal, "s")
+        elif x["command"] == "process 60 s":
+            add("process of a 60 s file, whole process, warm", ">= 100x", x["warm_rtf"], x["warm_rtf"] >= 100, "x")
     ll = {x["hop"]: x for x in rows_of("low_latency")}
     if 128 in ll:
         v = ll[128]["latency_samples"]
@@ -762,6 +814,7 @@ def _run_sections(opts: Options, workdir: Path, log: Callable[[str], None]) -> d
         ("baselines", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds)),
         ("baselines_batched", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds, block_size=1024)),
         ("startup", lambda: measure_startup(model, opts.startup_runs)),
+        ("cli_startup", lambda: measure_cli_startup(opts.startup_runs + 1, 10.0 if opts.quick else 60.0)),
         ("device", lambda: measure_device(model, opts.device_periods, opts.device_seconds)),
         ("jitter", lambda: measure_jitter(model, opts.jitter_trials)),
         ("quality", lambda: measure_quality(model, opts.quality_seconds)),
@@ -863,6 +916,11 @@ def format_report(r: dict) -> str:
         keys = ["import_s", "load_model_s", "warmup_s", "first_block_s", "to_first_block_s", "process_wall_s"]
         parts.append(_table("5. start-up to the first processed block (s)", ["cache", *keys],
                             [[k, *[f"{s[k][c]:.3f}" for c in keys]] for k in ("cold", "warm")]))
+    cs = r.get("cli_startup", {})
+    if "rows" in cs:
+        parts.append(_table("5b. command-line start-up, whole process (wall s)", ["command", "cold", "warm", "RTF"],
+                            [[x["command"], f"{x['cold_s']:.3f}", f"{x['warm_s']:.3f}",
+                              f"{x['warm_rtf']:.0f}x" if "warm_rtf" in x else ""] for x in cs["rows"]]))
     d = r.get("device", {})
     if "rows" in d:
         ok = [x for x in d["rows"] if "skipped" not in x]
