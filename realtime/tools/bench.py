@@ -48,7 +48,7 @@ from realtime.io import cpuwake
 from realtime.io.offline import process_signal
 from realtime.paths import PRETRAINED
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is realtime/tools/bench.py)
 DEFAULT_OUT = ROOT / "docs" / "bench"
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEVICE_PERIODS = (64, 128, 256)
