@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
+from realtime.errors import ModelError
 from realtime.paths import SHIPPED, resolve_model
 
 EXIT_USAGE = 2
@@ -79,11 +80,16 @@ def add_knob_options(parser: argparse.ArgumentParser) -> None:
                        help="a preset saved by the panel: its knobs and models (options given here override it)")
 
 
-def build_params(args, n_slots: int, preset=None):
-    """The knob store a command runs with: table defaults, then the preset's values, then the options."""
+def build_params(args, models: list, preset=None):
+    """The knob store a command runs with: table defaults (a restoration model's amount at its own default),
+    then the preset's values, then the options."""
     from realtime.engine.params import SPECS, ParamError, Params
+    from realtime.io.offline import default_amount
 
+    n_slots = len(models)
     params = Params()
+    for slot, model in enumerate(models):
+        params.set("amount", default_amount(model), slot)
     if preset is not None:
         preset.apply_params(params)
     for spec in SPECS:
@@ -189,6 +195,31 @@ def cmd_info(args) -> int:
     return 0 if "contract check: OK" in text else 1
 
 
+def apply_direction(args, params, models: list) -> None:
+    """``--target FILE``: the contract-2 target of slot 0, the mean ``mu`` of the file's audible frames under
+    the first model (written into the ``target_*`` knobs, as a live capture would); ``toward`` then defaults
+    to 0.7 unless given."""
+    if not getattr(args, "target", None):
+        return
+    import numpy as np
+
+    from realtime.engine import params as P
+    from realtime.engine.latent import target_from_audio
+    from realtime.engine.model import EffectModel
+    from realtime.io.offline import _read
+
+    model = EffectModel(models[0])
+    if "target" not in model.optional_inputs:
+        raise ModelError(f"{Path(models[0]).name} has no 'target' input (a contract-2 model with a learned "
+                         "prior has); --target needs one")
+    audio, _ = _read(Path(args.target), model.info.sample_rate)
+    z = target_from_audio(model, audio.mean(axis=1))
+    for j in range(min(P.TARGET_DIMS, z.size)):
+        params.set(f"target_{j + 1}", float(np.clip(z[j], -8.0, 8.0)))
+    if not getattr(args, "knob_toward", None):
+        params.set("toward", 0.7)
+
+
 def describe_json(path: Path, repeats: int = 100) -> dict:
     """``info --json``: the same facts as the text report, as a dict."""
     from realtime.engine.model import EffectModel, ModelError, measure_inference, open_session
@@ -211,7 +242,8 @@ def cmd_process(args) -> int:
     from realtime.io.offline import process_file
 
     preset, models = _preset_and_models(args)
-    params = build_params(args, len(models), preset)
+    params = build_params(args, models, preset)
+    apply_direction(args, params, models)
     try:
         report = process_file(args.input, args.output, models, seed=args.seed, block_size=args.blocksize,
                               window=args.window, align=args.align, params=params, show_progress=not args.quiet,
@@ -240,7 +272,8 @@ def cmd_live(args) -> int:
     from realtime.io.host import HostError, ProcessHost
 
     preset, models = _preset_and_models(args)
-    params = build_params(args, len(models), preset)
+    params = build_params(args, models, preset)
+    apply_direction(args, params, models)
     awake = cpuwake.hold_if(args.keep_cpu_awake)  # a CpuWakeError is a user error: one line, exit 2
     host = None
     code = 0
@@ -434,6 +467,8 @@ def build_parser(knobs: bool = True) -> argparse.ArgumentParser:
                         help=f"samples per block (default {block})")
         sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
                         help="STFT window mode (default: the model's)")
+        sp.add_argument("--target", default=None, metavar="FILE.wav",
+                        help="steer toward this recording's sound (contract-2 models with a target input)")
         if knobs:
             add_knob_options(sp)
 

@@ -24,11 +24,12 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSizePolicy,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from realtime.engine.params import SPEC_BY_NAME, SPECS
+from realtime.engine.params import DIRECTION_DIMS, SPEC_BY_NAME, SPECS
 from realtime.gui.knob import KnobControl, ToggleControl
 from realtime.gui.meters import LatentBars, LevelMeter
 from realtime.gui.midi import MidiInput, MidiMap
@@ -237,13 +238,24 @@ class MainWindow(QMainWindow):
             "gate": KnobControl(p, "gate"),
             "input_gain": KnobControl(p, "input_gain"),
             "output_gain": KnobControl(p, "output_gain"),
+            "level": KnobControl(p, "level"),
+            "smooth": KnobControl(p, "smooth"),
+            "phase": KnobControl(p, "phase"),
             "bypass": ToggleControl(p, "bypass"),
             "freeze": ToggleControl(p, "freeze"),
             "slot_bypass": ToggleControl(p, "slot_bypass"),
         }
+        # Direction (contract-2 models with a learned prior; a model without the inputs ignores them).
+        self.knobs["latent_mode"] = ToggleControl(p, "latent_mode", text="Noise mix (v1)")
+        self.knobs["toward"] = KnobControl(p, "toward")
+        for j in range(DIRECTION_DIMS):
+            self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=34)
+            self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=34)
         # Knobs added to the table later get a control too (the table is the source of truth): a dial, or a
         # button for a toggle, in an extra row below the laid-out ones.
-        extra = [s.name for s in SPECS if s.name not in self.knobs]
+        # Target dimensions are set by a capture (button, MIDI or OSC), not by hand: no dial for them.
+        extra = [s.name for s in SPECS if s.name not in self.knobs and s.name != "capture"
+                 and not s.name.startswith("target_")]
         for name in extra:
             self.knobs[name] = ToggleControl(p, name) if SPEC_BY_NAME[name].toggle else KnobControl(p, name)
         for k in self.knobs.values():
@@ -256,23 +268,66 @@ class MainWindow(QMainWindow):
         center = QVBoxLayout()
         center.setSpacing(4)
         center.addWidget(self.knobs["amount"], 0, Qt.AlignmentFlag.AlignHCenter)
-        center.addStretch(1)
-        rows = [("noise_rate", "mix", "gate"), ("input_gain", "output_gain")]
+        # Two pages under the amount knob, so the panel still fits a 1280x800 screen: the sound's knobs, and
+        # the latent's direction (contract-2 models).
+        tabs = QTabWidget()
+        sound = QWidget()
+        page = QVBoxLayout(sound)
+        page.setContentsMargins(0, 4, 0, 0)
+        rows = [("noise_rate", "mix", "gate"), ("level", "smooth", "phase"), ("input_gain", "output_gain")]
         rows += [tuple(extra[i:i + 3]) for i in range(0, len(extra), 3)]
         for names in rows:
             row = QHBoxLayout()
             for name in names:
                 row.addWidget(self.knobs[name])
-            center.addLayout(row)
-            center.addStretch(1)
+            page.addLayout(row)
         toggles = QHBoxLayout()
         for name in ("bypass", "freeze", "slot_bypass"):
             toggles.addWidget(self.knobs[name])
-        center.addLayout(toggles)
+        page.addLayout(toggles)
+        tabs.addTab(sound, "Sound")
+        tabs.addTab(self._direction(), "Direction")
+        self.control_tabs = tabs
+        center.addWidget(tabs, 1)
         body.addLayout(center, 1)
         body.addWidget(self.out_meter)
         frame.setMinimumWidth(470)
         return frame
+
+    def _direction(self) -> QWidget:
+        """Latent direction: target capture, toward, noise-mix mode, per-dimension offset and scale."""
+        frame = QWidget()
+        lay = QVBoxLayout(frame)
+        top = QHBoxLayout()
+        self.capture_button = QPushButton("Capture target")
+        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it")
+        # Momentary: the engine captures on the rising edge of the 'capture' knob (so MIDI and OSC can too).
+        self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
+        self.capture_button.released.connect(lambda: self._set_capture(0.0))
+        top.addWidget(self.capture_button)
+        top.addWidget(self.knobs["toward"])
+        top.addWidget(self.knobs["latent_mode"])
+        lay.addLayout(top)
+        for prefix in ("offset", "scale"):
+            row = QHBoxLayout()
+            row.setSpacing(0)
+            for j in range(DIRECTION_DIMS):
+                k = self.knobs[f"{prefix}_{j + 1}"]
+                k.label.setText(f"{prefix[0].upper()}{j + 1}")
+                row.addWidget(k)
+            lay.addLayout(row)
+        return frame
+
+    def _set_capture(self, value: float) -> None:
+        try:
+            self.params.set("capture", value, self.current_slot())
+        except Exception as exc:  # noqa: BLE001 - a Qt slot must not raise
+            self.show_error(_one_line(exc))
+
+    def current_slot(self) -> int:
+        """The slot the knobs are showing."""
+        combo = getattr(self, "slot_combo", None)
+        return max(0, combo.currentIndex()) if combo is not None else 0
 
     def _monitor(self) -> QVBoxLayout:
         col = QVBoxLayout()
@@ -389,6 +444,7 @@ class MainWindow(QMainWindow):
 
     def choose_model(self, path: str, slot: int = 0) -> bool:
         """Put model ``path`` in ``slot``: hot-swapped (crossfaded) when running; on failure the old one stays."""
+        self._restoration_strength(path, slot)
         if not self.running:
             models = list(self.models) or [path]
             models[slot] = path
@@ -409,6 +465,20 @@ class MainWindow(QMainWindow):
         self.models = list(info.get("models", self.models))
         self._started(info)
         return True
+
+    def _restoration_strength(self, path: str, slot: int) -> None:
+        """A restoration model starts at its own default strength (a stateful denoiser at full strength);
+        an effect keeps the performer's amount."""
+        from realtime.engine.model import EffectModel
+        from realtime.io.offline import default_amount
+        from realtime.paths import resolve_model
+
+        try:
+            model = EffectModel(resolve_model(path))
+        except Exception:  # noqa: BLE001 - the load below reports a bad file
+            return
+        if model.info.kind == "restoration":
+            self.params.set("amount", default_amount(model), slot)
 
     def _start_clicked(self) -> None:
         if self._stalled:

@@ -78,6 +78,25 @@ def _check_input(path: Path) -> None:
         raise AudioFileError(f"{path}: permission denied (cannot read the file)")
 
 
+#: Amount a slot starts at when none is given: effects at a moderate 0.3; stateful (contract v2) restoration
+#: models, whose amount is the attenuation limit, at full strength; contract-v1 denoisers at 0 (their best).
+EFFECT_AMOUNT = 0.3
+
+
+def default_amount(model: str | Path | EffectModel) -> float:
+    """The amount a model starts at when the user gives none (see :data:`EFFECT_AMOUNT`)."""
+    if isinstance(model, EffectModel):
+        info = model.info
+    else:  # the metadata alone: no probe, no warm-up (this runs before every command's engine is built)
+        from realtime.engine.contract import parse_metadata
+        from realtime.engine.model import open_session
+
+        info = parse_metadata(open_session(model).get_modelmeta().custom_metadata_map, model)
+    if info.kind != "restoration":
+        return EFFECT_AMOUNT
+    return 1.0 if info.contract_version >= 2 else 0.0
+
+
 # Sample formats of 16 bits or fewer get TPDF dither when the engine's float output is reduced to them.
 _DITHER_BITS = {"PCM_16": 16, "PCM_S8": 8, "PCM_U8": 8}
 _SUBTYPE_TEXT = {"PCM_16": "16-bit", "PCM_24": "24-bit", "PCM_32": "32-bit int", "FLOAT": "32-bit float",
@@ -217,7 +236,8 @@ class _Stop(Exception):
     """Raised in a channel's worker thread when the main thread was interrupted."""
 
 
-def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path], *, amount: float = 0.3,
+def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path], *,
+                 amount: float | Sequence[float] | None = 0.3,
                  noise_rate: float = 2.0, mix: float = 1.0, seed: int = 0, block_size: int = OFFLINE_BLOCK,
                  window: str | None = None, align: bool = False, params: Params | None = None,
                  show_progress: bool = True, rate: int | None = None, subtype: str | None = None) -> dict:
@@ -247,8 +267,10 @@ def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path],
     data, in_sr = _read(inp, sr)
     if params is None:
         params = Params()
+        if amount is None:  # each model at its own default (a denoiser at full strength)
+            amount = [default_amount(first)] + [default_amount(m) for m in models[1:]]
         for slot in range(len(models)):
-            params.set("amount", amount, slot)
+            params.set("amount", amount[slot] if isinstance(amount, Sequence) else amount, slot)
             params.set("noise_rate", noise_rate, slot)
         params.set("mix", mix)
     n_ch = data.shape[1]

@@ -1,0 +1,235 @@
+"""Train :class:`models.denoiser.StatefulDenoiser` on speech and music over realistic noise (CPU-friendly).
+
+Data: :func:`models.denoiser_data.make_sequences` renders a pool of 4-second clean sequences and noise beds
+once (deterministic from ``--seed``); their STFTs are mixed on the fly in the STFT domain (it is linear), with
+a fresh pairing, SNR (-5..20 dB), level and clean-only / noise-only cases every batch. Each batch runs its
+sequences in chunks with the GRU state carried (truncated back-propagation), so the model learns to use
+seconds of context while a step costs only a chunk.
+
+Loss on compressed magnitudes (``|X|^0.3``, each sequence scaled by its mixture level first), plus a
+compressed complex term that penalises keeping bins whose phase belongs to the noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import noises as N
+from models.denoiser import StatefulDenoiser
+from models.denoiser_data import make_sequences, music_clips, speech_utterances
+from realtime.config import StftConfig
+from realtime.dsp.stft import stft
+
+#: Families the shipped model trains on (white and pink stay in: the old model's strength must not go).
+TRAIN_FAMILIES = N.FAMILIES
+COMPRESS = 0.3
+COMPLEX_WEIGHT = 0.3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="audio-diffusion train-denoiser", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="models/pretrained/denoise.onnx")
+    p.add_argument("--checkpoint", default=None, help="also save the torch weights here")
+    p.add_argument("--speech", default=None, help="folder of your own clean speech/music to add")
+    p.add_argument("--noise", default=None, help="folder of real noise recordings to add (a third of the beds)")
+    p.add_argument("--sequences", type=int, default=320, help="clean/noise sequences in the pool")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of one sequence")
+    p.add_argument("--utterances", type=int, default=240, help="espeak-ng utterances rendered for training")
+    p.add_argument("--music-seconds", type=float, default=240.0)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--chunk", type=int, default=125, help="frames per back-propagation chunk")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--hidden", type=int, default=96)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-minutes", type=float, default=20.0,
+                   help="stop the training loop after this long (0: no limit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="save the rendered data here, or load it if the file exists")
+    p.add_argument("--name", default="Denoise (speech and music over realistic noise)")
+    return p.parse_args(argv)
+
+
+class MixBank:
+    """STFTs of the clean sequences and noise beds, mixed per batch (all tensors on CPU)."""
+
+    def __init__(self, seqs, cfg: StftConfig) -> None:
+        clean = np.stack([s.clean for s in seqs])
+        noise = np.stack([s.noise for s in seqs])
+        self.S = torch.from_numpy(stft(clean, cfg))  # [N, T, bins] complex64
+        self.Nz = torch.from_numpy(stft(noise, cfg))
+        self.p_clean = torch.from_numpy(np.mean(clean.astype(np.float64) ** 2, axis=1))
+        self.p_noise = torch.from_numpy(np.mean(noise.astype(np.float64) ** 2, axis=1))
+        self.speech = torch.tensor([s.speech for s in seqs])
+
+    def batch(self, g: torch.Generator, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(X, S)`` complex ``[T, b, bins]``: mixture and clean target, time first."""
+        n = self.S.shape[0]
+        ic = torch.randint(n, (b,), generator=g)
+        inz = torch.randint(n, (b,), generator=g)
+        snr = torch.rand(b, generator=g, dtype=torch.float64) * 25.0 - 5.0
+        k = torch.sqrt(self.p_clean[ic] / (self.p_noise[inz] * 10 ** (snr / 10) + 1e-20))
+        case = torch.rand(b, generator=g)
+        k = torch.where(case < 0.06, torch.zeros_like(k), k)  # clean only: must pass unchanged
+        s_gain = torch.where(case > 0.95, torch.zeros_like(k), torch.ones_like(k))  # noise only: remove it
+        k = torch.where((case > 0.95) & (k == 0), torch.ones_like(k), k)
+        S = self.S[ic] * s_gain[:, None, None].float()
+        X = S + self.Nz[inz] * k[:, None, None].float()
+        # level: mixture RMS between -50 and -8 dBFS (the model must not care about the level)
+        rms = torch.sqrt((X.abs() ** 2).mean(dim=(1, 2)) + 1e-20)
+        target = 10 ** ((torch.rand(b, generator=g) * 42.0 - 50.0) / 20) * 16.0  # bin RMS = 16 x sample RMS
+        scale = (target / rms)[:, None, None]
+        return (X * scale).transpose(0, 1).contiguous(), (S * scale).transpose(0, 1).contiguous()
+
+
+def features_of(X: torch.Tensor) -> torch.Tensor:
+    return torch.log(X.abs() + 1e-5)
+
+
+def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """Compressed-magnitude loss plus a compressed complex term, each sequence scaled by its mixture level."""
+    c = torch.sqrt((X.abs() ** 2).mean(dim=(0, 2), keepdim=True) + 1e-12)
+    mx, ms = X.abs() / c, S.abs() / c
+    y = (gain * mx + 1e-12) ** COMPRESS
+    t = (ms + 1e-12) ** COMPRESS
+    mag = ((y - t) ** 2).mean()
+    px = X / (X.abs() + 1e-12)
+    ps = S / (S.abs() + 1e-12)
+    cplx = ((y * px - t * ps).abs() ** 2).mean()
+    return mag + COMPLEX_WEIGHT * cplx
+
+
+def build_data(args, cfg: StftConfig, log=print):
+    """Render the training and validation pools (seeded)."""
+    sr = cfg.sample_rate
+    t0 = time.time()
+    speech = speech_utterances("train", args.utterances, args.seed, sr)
+    music = music_clips(args.music_seconds, args.seed, sr)
+    if args.speech:
+        from models.data import load_folder
+
+        own = [c.audio.astype(np.float64) for c in load_folder(args.speech, sr)]
+        speech = speech + own
+    talkers = N.babble_pool("train", sr)
+    pool = N.load_noise_folder(args.noise, sr) if args.noise else []
+    log(f"data: {len(speech)} speech clips, {len(music)} music clips, {len(talkers)} babble talkers, "
+        f"{len(pool)} noise files ({time.time() - t0:.0f} s)")
+    train = make_sequences(args.sequences, args.seconds, args.seed, sr, speech=speech, music=music, talkers=talkers,
+                           families=TRAIN_FAMILIES, noise_pool=pool)
+    val = make_sequences(max(16, args.sequences // 16), args.seconds, args.seed + 1000, sr, speech=speech,
+                         music=music, talkers=talkers, families=TRAIN_FAMILIES, noise_pool=pool)
+    log(f"data: {len(train)} training and {len(val)} validation sequences of {args.seconds:.0f} s "
+        f"({time.time() - t0:.0f} s)")
+    desc = (f"{len(train)} x {args.seconds:.0f} s sequences (seed {args.seed}): espeak-ng speech "
+            f"({len(speech)} utterances of models.synth.TRAIN_TEXTS, {len(set(N.TRAIN_BABBLE))} babble talkers in "
+            f"{len({v.split('+')[0] for v, _ in N.TRAIN_BABBLE})} languages), 40 % of it with synthetic room "
+            "reverb, and synthetic music (15 %, kept clean), over generated noise of models/noises.py ("
+            + ", ".join(TRAIN_FAMILIES) + ") at -5..20 dB SNR"
+            + (f"; plus {len(pool)} real noise files from --noise" if pool else "")
+            + ("; plus the user's --speech folder" if args.speech else "") + ". No recorded audio, no licence terms.")
+    return MixBank(train, cfg), MixBank(val, cfg), desc
+
+
+def validate(model: StatefulDenoiser, bank: MixBank, seed: int = 123, b: int = 16) -> float:
+    g = torch.Generator().manual_seed(seed)
+    X, S = bank.batch(g, b)
+    with torch.no_grad():
+        gain, _, _ = model.gains(features_of(X), model.initial_state(b))
+    return float(loss_fn(gain, X, S))
+
+
+def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
+    """Train per ``args`` (see :func:`parse_args`); returns the model (eval mode) and a summary."""
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    cfg = StftConfig()
+    t0 = time.time()
+    if args.cache and Path(args.cache).is_file():
+        bank, val_bank, desc = torch.load(args.cache, weights_only=False)
+        log(f"data: loaded {args.cache}")
+    else:
+        bank, val_bank, desc = build_data(args, cfg, log)
+        if args.cache:
+            torch.save((bank, val_bank, desc), args.cache)
+    t_data = time.time() - t0
+    model = StatefulDenoiser(cfg.n_bins, cfg.sample_rate, hidden=args.hidden, layers=args.layers)
+    g = torch.Generator().manual_seed(args.seed)
+    X, _ = bank.batch(g, 64)
+    model.set_normalisation(model.inputs(features_of(X)).reshape(-1, model.n_erb + model.n_low))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    warm = max(1, min(50, args.steps // 10))
+    step, t_train, losses = 0, time.time(), []
+    budget = 60.0 * args.max_minutes if args.max_minutes > 0 else math.inf
+    deadline = t_train + budget
+
+    def progress(s: int) -> float:
+        # Cosine decay over the steps, or over the wall-clock budget when that runs out first (a shared
+        # machine): then the run is not bit-reproducible, and the card says at which step it stopped.
+        return min(1.0, max(s / max(1, args.steps), (time.time() - t_train) / budget))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
+        0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * progress(s)))))
+    while step < args.steps and time.time() < deadline:
+        X, S = bank.batch(g, args.batch)
+        feats = features_of(X)
+        h = model.initial_state(args.batch)
+        for c0 in range(0, X.shape[0], args.chunk):
+            if step >= args.steps:
+                break
+            sl = slice(c0, c0 + args.chunk)
+            gain, _, h = model.gains(feats[sl], h)
+            loss = loss_fn(gain, X[sl], S[sl])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            h = tuple(t.detach() for t in h)
+            losses.append(float(loss.detach()))
+            step += 1
+            if step % 100 == 0:
+                log(f"step {step}/{args.steps}: loss {np.mean(losses[-100:]):.4f}, val {validate(model, val_bank):.4f}"
+                    f" ({time.time() - t_train:.0f} s)")
+    model.eval()
+    summary = {"steps": step, "train_seconds": round(time.time() - t_train, 1), "data_seconds": round(t_data, 1),
+               "val_loss": round(validate(model, val_bank), 5), "training_data": desc}
+    return model, summary
+
+
+def save_checkpoint(path: str | Path, model: StatefulDenoiser, summary: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hparams": model.hparams(), "model": model.state_dict(), "summary": summary}, str(path))
+
+
+def load_checkpoint(path: str | Path) -> tuple[StatefulDenoiser, dict]:
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    model = StatefulDenoiser(**ckpt["hparams"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt.get("summary", {})
+
+
+def main(argv: list[str] | None = None, exporter=None) -> int:
+    """Train, save the checkpoint, and hand the model to ``exporter(model, out, summary)`` (export/ does it)."""
+    args = parse_args(argv)
+    model, summary = train(args, log=lambda m: print(m, file=sys.stderr, flush=True))
+    summary["command"] = "audio-diffusion train-denoiser " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(json.dumps({k: v for k, v in summary.items() if k != "training_data"}), file=sys.stderr)
+    if args.checkpoint:
+        save_checkpoint(args.checkpoint, model, summary)
+    if exporter is not None:
+        return 0 if exporter(model, args.out, summary, args.name) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
