@@ -232,7 +232,7 @@ class MainWindow(QMainWindow):
         frame.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
         p = self.params
         self.knobs: dict[str, KnobControl | ToggleControl] = {
-            "amount": KnobControl(p, "amount", diameter=200, big=True),
+            "amount": KnobControl(p, "amount", diameter=160, big=True),
             "noise_rate": KnobControl(p, "noise_rate"),
             "mix": KnobControl(p, "mix"),
             "gate": KnobControl(p, "gate"),
@@ -275,14 +275,15 @@ class MainWindow(QMainWindow):
         page = QVBoxLayout(sound)
         page.setContentsMargins(0, 4, 0, 0)
         rows = [("noise_rate", "mix", "gate"), ("level", "smooth", "phase"), ("input_gain", "output_gain")]
-        rows += [tuple(extra[i:i + 3]) for i in range(0, len(extra), 3)]
+        dials = [n for n in extra if not SPEC_BY_NAME[n].toggle]
+        rows += [tuple(dials[i:i + 3]) for i in range(0, len(dials), 3)]
         for names in rows:
             row = QHBoxLayout()
             for name in names:
                 row.addWidget(self.knobs[name])
             page.addLayout(row)
         toggles = QHBoxLayout()
-        for name in ("bypass", "freeze", "slot_bypass"):
+        for name in ("bypass", "freeze", "slot_bypass", *(n for n in extra if SPEC_BY_NAME[n].toggle)):
             toggles.addWidget(self.knobs[name])
         page.addLayout(toggles)
         tabs.addTab(sound, "Sound")
