@@ -374,6 +374,7 @@ def _forward(module: str, argv: list[str]) -> int:
 
     # The forwarded commands' own parsers report usage errors like this one does: one line, exit 2.
     argparse.ArgumentParser.error = _Parser.error
+    argparse.HelpFormatter._get_help_string = _help_with_default  # and every --help shows the defaults
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -426,6 +427,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {' '.join(message.split())}; see '{self.prog} --help'\n")
+
+
+def _help_with_default(self, action) -> str:
+    """An option's help with its default appended, unless it has none or already says it."""
+    text = action.help or ""
+    if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text):
+        text += " (default: %(default)s)"
+    return text
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -14,6 +14,8 @@ import soundfile as sf
 
 from tests.test_cli import run_cli
 
+pytestmark = pytest.mark.slow  # one real CLI subprocess per row (minutes in all)
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

@@ -14,6 +14,8 @@ import pytest
 
 from tests.test_cli import ROOT
 
+pytestmark = pytest.mark.slow  # real CLI subprocesses, seconds each
+
 
 def _children(pid: int) -> list[int]:
     out = []
@@ -73,7 +75,6 @@ def _assert_clean(rc, err, orphans, code):
     assert orphans == [], orphans
 
 
-@pytest.mark.audio
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_live_stops_with_summary(jack, tp_model, sig, code):
     import json
@@ -84,7 +85,7 @@ def test_live_stops_with_summary(jack, tp_model, sig, code):
     assert json.loads(out.strip().splitlines()[-1])["callbacks"] > 0  # the summary, after the signal too
 
 
-@pytest.mark.audio
+@pytest.mark.gui
 def test_gui_quits_on_ctrl_c(jack, tp_model):
     rc, out, err, orphans = _interrupt(["gui", "--model", str(tp_model), "--no-midi", "--input", "system",
                                         "--output", "system"], "", signal.SIGINT, wait_s=8.0)
@@ -92,7 +93,6 @@ def test_gui_quits_on_ctrl_c(jack, tp_model):
     assert "closing the panel" in err
 
 
-@pytest.mark.audio
 @pytest.mark.slow
 def test_soak_stops_cleanly(jack):
     rc, out, err, orphans = _interrupt(["soak", "--seconds", "120", "--no-gui"], "soak:", signal.SIGINT, wait_s=6.0)

@@ -14,7 +14,7 @@ import pytest
 from tests.test_cli import ROOT, assert_one_line_error, run_cli
 
 pytest.importorskip("torch")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.train]
 TINY = ["--minutes", "0.25", "--batch", "128", "--latent", "8", "--hidden", "64,32", "--deterministic", "--no-progress"]
 
 

@@ -13,7 +13,6 @@ from realtime.engine.params import Params
 from realtime.gui.presets import capture, save_preset
 from realtime.io.host import ProcessHost
 
-pytestmark = pytest.mark.audio
 NAME = "adh-ident"
 
 
@@ -87,6 +86,7 @@ def test_client_name_and_connections_survive_preset_and_restart(qapp, jack, tp_m
         host.close()
 
 
+@pytest.mark.slow
 def test_live_cli_uses_the_client_name(jack, tp_model, listener):
     import subprocess
     import sys

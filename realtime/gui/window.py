@@ -301,7 +301,8 @@ class MainWindow(QMainWindow):
         lay = QVBoxLayout(frame)
         top = QHBoxLayout()
         self.capture_button = QPushButton("Capture target")
-        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it")
+        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it\n"
+                                       f"OSC {SPEC_BY_NAME['capture'].osc_address()}")
         # Momentary: the engine captures on the rising edge of the 'capture' knob (so MIDI and OSC can too).
         self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
         self.capture_button.released.connect(lambda: self._set_capture(0.0))
