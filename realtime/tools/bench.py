@@ -292,7 +292,7 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
 
     e = make_engine(model, block_size=block_size, amount=0.5, gate_db=-70.0)
     cfg = e.cfg
-    nb, hop = cfg.n_bins, cfg.hop
+    nb = cfg.n_bins
     rng = np.random.default_rng(6)
     feat_in = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
     feat_out = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
@@ -302,6 +302,7 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
     coefs = level.coefs(e.frame_rate, cfg.sample_rate)
     smooth = level.smooth_coef(25.0, e.frame_rate)
     ratio = np.ones(1)
+    ratio_wet = np.ones(block_size, np.float32)
     wet = rng.standard_normal(block_size).astype(np.float32) * 0.1
     dry = wet.copy()
     followed = np.zeros_like(wet)
@@ -313,7 +314,7 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
         work[:] = feat_out
         level.level_frames(feat_in, work, lstate, 1.0, coefs, delta, smooth)
         level.frame_ratio(feat_in, spec, ratio)
-        level.follow(wet, dry, ratio, 1, hop, fstate, 1.0, coefs, followed)
+        level.follow(wet, dry, ratio_wet, fstate, 1.0, coefs, followed)
 
     def pghi() -> None:
         phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_PGHI, out_row)
