@@ -33,8 +33,8 @@ FRAME_ATTACK_S = 0.003
 #: Frame stage bound on the gain (dB): beyond it the model's frame is not level-matchable (silence out).
 FRAME_MAX_DB = 40.0
 #: After overlap-add: energy follower time constant, gain rise and cut times, bound (dB).
-FOLLOW_S = 0.02
-FOLLOW_RELEASE_S = 0.012
+FOLLOW_S = 0.012
+FOLLOW_RELEASE_S = 0.008
 FOLLOW_ATTACK_S = 0.008
 FOLLOW_MAX_DB = 30.0
 #: The flicker smoother lowers a bin this many times faster than it raises it.
