@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
-from realtime.dsp.level import follow, frame_ratio
+from realtime.dsp.level import follow, frame_ratio, ratio_samples
 from realtime.dsp.noise import ar1_frames
 from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame
 from realtime.dsp.ringbuffer import rb_read, rb_write
@@ -207,6 +207,10 @@ class PostState(NamedTuple):
     mag: np.ndarray         # (n_bins,) work: its magnitude
     scratch: np.ndarray     # (n_bins,) complex64 work
     ratio: np.ndarray       # (max_frames,) the chain's frame energy ratio (level follower reference)
+    ratio_buf: np.ndarray   # its per-sample FIFO (level.ratio_samples), state, one hop of work, the block
+    ratio_state: np.ndarray
+    ratio_chunk: np.ndarray
+    ratio_block: np.ndarray
     pghi: PghiState
     level_coefs: np.ndarray
     follow_state: np.ndarray  # level.follow's [wet energy, reference energy, gain, ratio]
@@ -296,7 +300,9 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
         frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
     synthesize_kernel(sb.out_spec, nf, sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, wet, sb.hop)
     followed = ps.followed[:n]
-    follow(wet, dry, ps.ratio, nf, sb.hop, ps.follow_state, level, ps.level_coefs, followed)
+    rblock = ps.ratio_block[:n]
+    ratio_samples(ps.ratio, nf, sb.hop, ps.ratio_buf, ps.ratio_state, ps.ratio_chunk, rblock)
+    follow(wet, dry, rblock, ps.follow_state, level, ps.level_coefs, followed)
     c = ps.consts
     peak, ss, lim, hits = mix_limit(dry, followed, x_out, ps.mix_state, mix, out_gain, c[0], c[1], c[2])
     st[S_LIMITER_HITS] += hits

@@ -52,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is realt
 DEFAULT_OUT = ROOT / "docs" / "bench"
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEVICE_PERIODS = (64, 128, 256)
-SECTIONS = ("meta", "latency", "block_times", "stages", "offline", "baselines", "baselines_batched", "startup",
-            "cli_startup", "device", "jitter", "quality", "low_latency", "published", "targets")
+SECTIONS = ("meta", "latency", "block_times", "stages", "sound_stages", "offline", "baselines", "baselines_batched",
+            "startup", "cli_startup", "device", "jitter", "quality", "low_latency", "published", "targets")
 #: Sections a run can skip (``--skip``).
 MEASURED = SECTIONS[1:-2]
 #: Impulse height: well under the limiter's -1 dBFS ceiling, so the limiter never touches it.
@@ -282,6 +282,80 @@ def measure_stages(model: Path, calls: int, block_size: int = 128) -> dict:
             "median_us": med, "share_of_engine_pct": {k: 100 * v / med["engine"] for k, v in med.items()},
             "note": "'other': knob smoothing, gate, noise draw, dry delay line, mix/limiter and the Python "
                     "glue between the kernels (engine total minus the three timed stages)"}
+
+
+def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, block_size: int = 128) -> dict:
+    """Per-block cost of the level stage and of RTPGHI phase (one frame per 128-sample block, medians in us,
+    interleaved), and the engine's block times with both on against both off (target: p99 <= 10 % of
+    the period with both on)."""
+    from realtime.dsp import level, phase
+    from realtime.tools.microbench import _time_interleaved
+
+    e = make_engine(model, block_size=block_size, amount=0.5, gate_db=-70.0)
+    cfg = e.cfg
+    nb = cfg.n_bins
+    rng = np.random.default_rng(6)
+    feat_in = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
+    feat_out = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
+    work = feat_out.copy()
+    spec = (np.exp(feat_in) * np.exp(1j * rng.uniform(0, 6.28, (1, nb)))).astype(np.complex64)
+    lstate, delta, fstate = np.zeros(2), np.zeros(nb, np.float32), np.zeros(5)
+    coefs = level.coefs(e.frame_rate, cfg.sample_rate)
+    smooth = level.smooth_coef(25.0, e.frame_rate)
+    ratio = np.ones(1)
+    ratio_wet = np.ones(block_size, np.float32)
+    wet = rng.standard_normal(block_size).astype(np.float32) * 0.1
+    dry = wet.copy()
+    followed = np.zeros_like(wet)
+    pg = phase.make_state(cfg)
+    mag = np.exp(feat_out[0]).astype(np.float32)
+    out_row = np.zeros(nb, np.complex64)
+
+    def level_stage() -> None:
+        work[:] = feat_out
+        level.level_frames(feat_in, work, lstate, 1.0, coefs, delta, smooth)
+        level.frame_ratio(feat_in, spec, ratio)
+        level.follow(wet, dry, ratio_wet, fstate, 1.0, coefs, followed)
+
+    def pghi() -> None:
+        phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_PGHI, out_row)
+
+    def input_phase() -> None:  # what the phase stage costs in input mode (it tracks the phase for a switch)
+        phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_INPUT, out_row)
+
+    t = _time_interleaved({"level": level_stage, "pghi": pghi, "input_phase": input_phase}, calls)
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    period = 1e6 * block_size / cfg.sample_rate
+    x = noise_signal(seconds, cfg.sample_rate, seed=7)
+    engines = {}
+    for name, knobs in (("both_off", {"level": 0.0, "smooth": 0.0, "phase": 0.0}),
+                        ("both_on", {"level": 1.0, "smooth": 25.0, "phase": 1.0})):
+        eng = make_engine(model, block_size=block_size, amount=0.5, gate_db=-70.0)
+        eng.params.apply(knobs)
+        eng.reset()
+        engines[name] = eng
+    times: dict[str, list[np.ndarray]] = {k: [] for k in engines}
+    y = np.zeros(block_size, np.float32)
+    clock = time.perf_counter_ns
+    per_round = len(x) // rounds
+    for r in range(rounds):
+        for name, eng in engines.items():
+            seg = x[r * per_round:(r + 1) * per_round]
+            n_blocks = len(seg) // block_size
+            tt = np.empty(n_blocks)
+            for i in range(n_blocks):
+                blk = seg[i * block_size:(i + 1) * block_size]
+                t0 = clock()
+                eng.process_block(blk, y)
+                tt[i] = clock() - t0
+            times[name].append(tt / 1e3)
+    blocks = {k: percentiles(np.concatenate(v), period) for k, v in times.items()}
+    return {"block_size": block_size, "period_us": period, "median_us": med,
+            "share_of_period_pct": {k: 100 * v / period for k, v in med.items()}, "engine": blocks,
+            "target_p99_pct": 10.0, "meets_target": blocks["both_on"]["p99_pct"] <= 10.0,
+            "note": "level = flicker smoother + frame gain + frame ratio + follower over one 128-sample block; "
+                    "pghi = one frame of causal RTPGHI (adds no latency); input_phase = the phase stage in "
+                    "input mode (it keeps the integrator's history for a switch)"}
 
 
 def measure_offline(model: Path, seconds: float, large_block: int, reps: int = 3) -> list[dict]:
@@ -810,6 +884,7 @@ def _run_sections(opts: Options, workdir: Path, log: Callable[[str], None]) -> d
         ("latency", lambda: measure_latency(model)),
         ("block_times", lambda: measure_block_times(model, opts.block_sizes, opts.block_seconds, opts.rounds)),
         ("stages", lambda: measure_stages(model, opts.stage_calls)),
+        ("sound_stages", lambda: measure_sound_stages(model, opts.stage_calls, opts.block_seconds, opts.rounds)),
         ("offline", lambda: measure_offline(model, opts.offline_seconds, opts.offline_large_block)),
         ("baselines", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds)),
         ("baselines_batched", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds, block_size=1024)),
@@ -904,6 +979,15 @@ def format_report(r: dict) -> str:
         parts.append(_table(f"   where the time goes at block {st['block_size']} (median us per block)",
                             list(st["median_us"]), [list(st["median_us"].values()),
                                                     [f"{v:.0f}%" for v in st["share_of_engine_pct"].values()]]))
+    ss = r.get("sound_stages", {})
+    if "median_us" in ss:
+        parts.append(_table(f"   sound stages at block {ss['block_size']} (median us per block, % of the period)",
+                            list(ss["median_us"]), [list(ss["median_us"].values()),
+                                                    [f"{v:.1f}%" for v in ss["share_of_period_pct"].values()]]))
+        parts.append(_table("   engine with the level stage and pghi off / on (target: p99 <= 10 % of the period)",
+                            ["stages", "p50", "p99", "p99.9", "max", "p50%", "p99%", "over"],
+                            [[k, x["p50_us"], x["p99_us"], x["p999_us"], x["max_us"], x["p50_pct"], x["p99_pct"],
+                              x["over_period"]] for k, x in ss["engine"].items()]))
     if isinstance(r.get("offline"), list):
         parts.append(_table("3. offline throughput (process_signal, one core)",
                             ["block", "frames/call", "seconds", "elapsed s", "RTF"],
