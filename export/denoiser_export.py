@@ -13,7 +13,6 @@ exports here (models never import export).
 from __future__ import annotations
 
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -32,18 +31,11 @@ PARITY_TOL = 1e-4
 
 def metadata(model, *, cfg: StftConfig, name: str, training_data: str, description: str,
              metrics: dict | None) -> dict[str, str]:
-    """Contract-v2 metadata: the v1 keys (validated by the contract module) plus the version and states."""
-    base = C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
-                            training_data=training_data, producer=PRODUCER, description=description,
-                            metrics=metrics) if C.CONTRACT_VERSION == 1 else None
+    """Contract-v2 metadata, built and checked by the contract module (the states' names and shapes)."""
     shapes = {k: list(v) for k, v in model.state_shapes().items()}
-    if base is None:  # the engine speaks v2: let its contract module build (and check) the metadata
-        return C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
-                                training_data=training_data, producer=PRODUCER, description=description,
-                                metrics=metrics, state_shapes=shapes)
-    base["contract_version"] = "2"
-    base["state_shapes"] = json.dumps(shapes)
-    return base
+    return C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
+                            training_data=training_data, producer=PRODUCER, description=description,
+                            metrics=metrics, state_shapes=shapes, contract_version=2)
 
 
 def export_denoiser(model, out_path: str | Path, *, training_data: str, name: str, description: str = "",

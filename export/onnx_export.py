@@ -29,6 +29,7 @@ from realtime.engine.contract import (
     build_metadata,
     parse_metadata,
 )
+from realtime.fileio import write_bytes
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -182,8 +183,7 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
         raise ExportError(f"onnx.checker rejected the export: {' '.join(str(exc).split())}") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(proto.SerializeToString())  # one file, weights inline (no external data)
+    write_bytes(out_path, proto.SerializeToString())  # one file, weights inline (no external data)
     parse_metadata({p.key: p.value for p in onnx.load(str(out_path)).metadata_props}, out_path)
     if check_features is None:
         check_features = real_frames(cfg)
@@ -193,6 +193,87 @@ def export_onnx(model, out_path: str | Path, *, kind: str, training_data: str, m
     if not diff <= PARITY_TOL:
         raise ExportError(f"{out_path.name}: onnxruntime differs from torch by {diff:.3g} "
                           f"(> {PARITY_TOL:g}) on {OUTPUT_FEATURES}/mu")
+    return out_path
+
+
+PRIOR_INPUTS = ("features", "amount", "noise", "latent_offset", "latent_scale", "target", "toward", "latent_mode",
+                "freeze")
+
+
+def export_prior(effect, out_path: str | Path, *, training_data: str, metrics: dict | None = None,
+                 name: str | None = None, description: str = "", cfg: StftConfig | None = None) -> Path:
+    """Write a :class:`models.prior.PriorEffect` as one contract-2 ONNX graph (GRU state per sampler step) and
+    verify it: ``onnx.checker``, metadata, onnxruntime against torch, and the engine's loader (its v2 probe).
+
+    Raises
+    ------
+    ExportError
+        When a check fails.
+    """
+    import onnx
+    import torch
+
+    from realtime.engine.contract import OUTPUT_MU, OUTPUT_Z, STATE_IN, STATE_OUT
+    from realtime.engine.model import EffectModel
+
+    cfg = cfg or StftConfig()
+    out_path = Path(out_path)
+    effect = effect.cpu().eval()
+    d, nb = effect.latent_dim, effect.n_bins
+    shape = effect.state_shape
+    states = {n: shape for n in effect.state_names}
+    try:
+        meta = build_metadata(kind="diffusion", cfg=cfg, latent_dim=d, name=name or out_path.stem,
+                              training_data=training_data, producer=PRODUCER, description=description,
+                              metrics=metrics, state_shapes=states)
+    except ModelError as exc:
+        raise ExportError(f"bad metadata: {exc}") from None
+
+    def example(frames: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        feats = (torch.from_numpy(real_frames(cfg)[:frames]) if seed == 0
+                 else torch.rand(frames, nb, generator=g) * 12 - 11.5)
+        return (feats, torch.rand(frames, 1, generator=g), torch.randn(frames, d, generator=g),
+                0.3 * torch.randn(frames, d, generator=g), 1 + 0.2 * torch.randn(frames, d, generator=g),
+                torch.randn(frames, d, generator=g), torch.rand(frames, 1, generator=g),
+                (torch.rand(frames, 1, generator=g) > 0.5).float(), torch.zeros(frames, 1),
+                *[0.1 * torch.randn(*shape, generator=g) for _ in states])
+
+    in_names = list(PRIOR_INPUTS) + [STATE_IN + n for n in states]
+    out_names = [OUTPUT_FEATURES, OUTPUT_MU, OUTPUT_Z] + [STATE_OUT + n for n in states]
+    dyn = {n: {0: FRAMES_AXIS} for n in list(PRIOR_INPUTS) + out_names[:3]}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(effect, example(3, 1), buf, input_names=in_names, output_names=out_names,
+                          dynamic_axes=dyn, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    set_metadata(proto, meta)
+    proto.producer_name, proto.producer_version = "audio-diffusion-host", __version__
+    proto.doc_string = f"Audio Diffusion Host diffusion model with a learned prior, contract v2. {description}"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx.checker rejected the export: {' '.join(str(exc).split())}") from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(proto.SerializeToString())
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for frames, seed in ((8, 0), (5, 2), (1, 3)):
+        ex = example(frames, seed)
+        with torch.no_grad():
+            ref = effect(*ex)
+        got = sess.run(out_names, {n: t.numpy() for n, t in zip(in_names, ex, strict=True)})
+        for r, o in zip(ref, got, strict=True):
+            worst = max(worst, float(np.max(np.abs(r.numpy() - o))))
+    if not worst <= 10 * PARITY_TOL:
+        raise ExportError(f"{out_path.name}: onnxruntime differs from torch by {worst:.3g}")
+    try:
+        EffectModel(out_path, cfg)
+    except ModelError as exc:
+        raise ExportError(f"the engine's loader rejects the export: {exc}") from None
     return out_path
 
 

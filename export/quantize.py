@@ -27,6 +27,7 @@ import numpy as np
 from export.onnx_export import set_metadata
 from realtime.config import StftConfig
 from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, ModelError, parse_metadata
+from realtime.fileio import write_bytes
 
 #: Seed of the calibration audio: neither the training corpus (seed 0) nor the held-out set.
 CALIBRATION_SEED = 777
@@ -145,7 +146,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
     set_metadata(out, props)
     out.producer_name, out.producer_version = proto.producer_name, proto.producer_version
     out.doc_string = proto.doc_string
-    onnx.save(out, str(dst))
+    write_bytes(dst, out.SerializeToString())
     parse_metadata(props, dst)
     try:
         q_model = EffectModel(dst, max_frames=len(calib))  # the loader's probe: finite, frame-independent
@@ -175,7 +176,7 @@ def update_metrics(path: str | Path, seconds: float = 30.0) -> dict:
     metrics = {**info.metrics, **{k: round(v, 4) for k, v in fresh.items()}}
     proto = onnx.load(str(path))
     set_metadata(proto, {**meta, "metrics": json.dumps(metrics, sort_keys=True)})
-    onnx.save(proto, str(path))
+    write_bytes(path, proto.SerializeToString())
     return metrics
 
 

@@ -41,6 +41,7 @@ from models.data import (
 )
 from models.vae import FrameVAE, lsd_features_db, vae_loss
 from realtime.config import WINDOW_MODES, StftConfig
+from realtime.fileio import atomic_path
 
 DEFAULT_BETA = {"diffusion": 1e-3, "restoration": 1e-5}
 
@@ -192,11 +193,8 @@ def save_checkpoint(path: str | Path, model: FrameVAE, opt, sched, epoch: int, s
         "args": vars(args), "cfg": cfg.as_dict(), "training_data": corpus.description, "metrics": metrics,
         "history": history,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a crash or Ctrl-C mid-save leaves the previous checkpoint as it was
+        torch.save(state, tmp)
 
 
 def command_line(argv: list[str] | None) -> str:
@@ -324,7 +322,8 @@ def finish(model: FrameVAE, args, argv, cfg: StftConfig, corpus: Corpus, val_met
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         ckpt["metrics"] = metrics
-        torch.save(ckpt, ckpt_path)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(ckpt, tmp)
     if exporter is None:
         print(f"trained in {time.time() - t0:.0f} s; checkpoint {ckpt_path} (export it with 'audio-diffusion train')",
               file=sys.stderr)

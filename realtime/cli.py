@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
+from realtime.errors import ModelError
 from realtime.io import cpuwake
 from realtime.paths import resolve_model
 
@@ -43,17 +44,71 @@ def cmd_info(args) -> int:
     return 0 if "contract check: OK" in text else 1
 
 
+def apply_direction(args, params, models: list) -> None:
+    """``--target FILE`` / ``--toward`` / ``--latent-mode``: the contract-2 direction knobs of slot 0.
+
+    The target latent is the mean ``mu`` of the file's audible frames under the first model (written into
+    the ``target_*`` knobs, as a live capture would)."""
+    import numpy as np
+
+    from realtime.engine import params as P
+
+    if getattr(args, "latent_mode", None):
+        for slot in range(len(models)):
+            params.set("latent_mode", 1.0 if args.latent_mode == "mix" else 0.0, slot)
+    toward = getattr(args, "toward", None)
+    if getattr(args, "target", None):
+        from realtime.engine.latent import target_from_audio
+        from realtime.engine.model import EffectModel
+        from realtime.io.offline import _read
+
+        model = EffectModel(models[0])
+        if "target" not in model.optional_inputs:
+            raise ModelError(f"{Path(models[0]).name} has no 'target' input (a contract-2 model with a learned "
+                             "prior has); --target needs one")
+        audio, _ = _read(Path(args.target), model.info.sample_rate)
+        z = target_from_audio(model, audio.mean(axis=1))
+        for j in range(min(P.TARGET_DIMS, z.size)):
+            params.set(f"target_{j + 1}", float(np.clip(z[j], -8.0, 8.0)))
+        if toward is None:
+            toward = 0.7
+    if toward is not None:
+        params.set("toward", toward)
+
+
 def cmd_process(args) -> int:
+    from realtime.engine.params import Params
     from realtime.io.offline import process_file
 
-    report = process_file(args.input, args.output, _models(args), amount=args.amount, noise_rate=args.noise_rate,
-                          mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
-                          align=args.align, show_progress=not args.quiet)
+    models = _models(args)
+    params = Params()
+    for slot in range(len(models)):
+        params.set("amount", args.amount, slot)
+        params.set("noise_rate", args.noise_rate, slot)
+    params.set("mix", args.mix)
+    apply_direction(args, params, models)
+    try:
+        report = process_file(args.input, args.output, models, amount=args.amount, noise_rate=args.noise_rate,
+                              mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
+                              align=args.align, params=params, show_progress=not args.quiet,
+                              rate=args.rate, subtype=args.subtype)
+    except KeyboardInterrupt:
+        _say(args, f"process: stopped before the end; {args.output} was not written (any previous file there "
+                   "is unchanged)")
+        raise
     comp = ", compensated" if args.align else ""
-    print(f"wrote {report['output']}: {report['seconds']:.2f} s at {report['rate']} Hz, latency "
-          f"{report['latency_samples']} samples ({report['latency_ms']:.2f} ms{comp}), "
-          f"{report['realtime_factor']:.0f}x real time, {report['misses']} misses")
+    changed = f"; changed: {report['changes']}" if report["changes"] else " (as the input)"
+    _say(args, f"wrote {report['output']}: {report['seconds']:.2f} s, {report['output_format']}{changed}; "
+               f"engine at {report['rate']} Hz, latency {report['latency_samples']} samples "
+               f"({report['latency_ms']:.2f} ms{comp}), {report['realtime_factor']:.0f}x real time, "
+               f"{report['misses']} misses")
     return 0
+
+
+def _say(args, text: str) -> None:
+    """A summary line on stdout, unless ``--quiet`` (errors are printed whatever)."""
+    if not getattr(args, "quiet", False):
+        print(text, flush=True)
 
 
 def _status_line(s: dict) -> str:
@@ -79,6 +134,7 @@ def cmd_live(args) -> int:
             host.params.set("amount", amounts[slot], slot)
             host.params.set("noise_rate", args.noise_rate, slot)
         host.params.set("mix", args.mix)
+        apply_direction(args, host.params, models)
         info = host.start(models, args.input, args.output, args.blocksize, args.window, args.seed)
         print(f"live: {info['sample_rate']} Hz, block {info['block_size']}, algorithmic latency "
               f"{info['latency_samples']} samples ({info['latency_ms']:.2f} ms); Ctrl-C stops", file=sys.stderr)
@@ -132,23 +188,22 @@ def watch_live(host, seconds: float, quiet: bool = False, stall_s: float = 1.0, 
 def cmd_demo(args) -> int:
     """The README's first command: process a built-in demo clip with the default model."""
     import numpy as np
-    import soundfile as sf
 
     from models.demo import demo_clip
-    from realtime.io.offline import process_file
+    from realtime.fileio import check_writable
+    from realtime.io.offline import OutputFormat, process_file, write_audio
 
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    src = check_writable(out_dir / "demo-in.wav")  # before any work: a read-only folder is the first thing said
     clip, sr = demo_clip(seconds=args.seconds)
-    src = out_dir / "demo-in.wav"
-    sf.write(str(src), np.asarray(clip, np.float32), sr)
+    write_audio(src, np.asarray(clip, np.float32).reshape(len(clip), -1), OutputFormat("WAV", sr, "FLOAT", 1))
     for amount in (0.0, 0.5, 0.9):
         dst = out_dir / f"demo-out-amount{amount:.1f}.wav"
         report = process_file(src, dst, [resolve_model("default")], amount=amount, seed=args.seed,
                               align=True, show_progress=False)
-        print(f"{dst}: amount {amount:.1f}, {report['realtime_factor']:.0f}x real time, "
-              f"latency {report['latency_ms']:.2f} ms (compensated), {report['misses']} misses")
-    print(f"input: {src}. Live: 'audio-diffusion live' (needs an audio device); panel: 'audio-diffusion gui'")
+        _say(args, f"{dst}: amount {amount:.1f}, {report['realtime_factor']:.0f}x real time, "
+                   f"latency {report['latency_ms']:.2f} ms (compensated), {report['misses']} misses")
+    _say(args, f"input: {src}. Live: 'audio-diffusion live' (needs an audio device); panel: 'audio-diffusion gui'")
     return 0
 
 
@@ -192,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--noise-rate", type=float, default=2.0, help="noise evolution rate in Hz (default 2)")
         sp.add_argument("--mix", type=float, default=1.0, help="dry/wet mix 0..1 (default 1)")
         sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--target", default=None, metavar="FILE.wav",
+                        help="steer toward this recording's sound (contract-2 models with a target input)")
+        sp.add_argument("--toward", type=float, default=None, help="guidance toward the target 0..1 (default 0.7 "
+                        "with --target)")
+        sp.add_argument("--latent-mode", choices=("prior", "mix"), default=None,
+                        help="learned prior (default) or the contract-1 noise mix, for comparison")
         sp.add_argument("--blocksize", type=int, default=block, help=f"samples per block (default {block})")
         sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
                         help="STFT window mode (default: the model's)")
@@ -201,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input")
     pr.add_argument("output")
     pr.add_argument("--align", action="store_true", help="compensate the engine latency in the output file")
+    pr.add_argument("--rate", type=int, default=None,
+                    help="output sample rate in Hz (default: the input's; resampled with soxr)")
+    pr.add_argument("--subtype", default=None,
+                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's; dithered when "
+                         "reduced to 16 bits)")
     knobs(pr, OFFLINE_BLOCK)
     pr.set_defaults(func=cmd_process)
     lv = sub.add_parser("live", help="process the microphone live")
@@ -221,8 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so every ``finally`` and ``except KeyboardInterrupt`` cleans up the same."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     parser = build_parser()
     if argv and argv[0] in FORWARDED:
         return _run(lambda: _forward(FORWARDED[argv[0]], argv[1:]))
@@ -230,7 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     return _run(lambda: args.func(args))
 
 
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _run(fn) -> int:
+    """Run a command: user errors and anything unexpected end as one line and exit 2, Ctrl-C as 130, SIGTERM
+    as 143 (a traceback only with ``AUDIO_DIFFUSION_DEBUG=1``)."""
+    import os
+
     from realtime.errors import USER_ERRORS
 
     try:
@@ -238,8 +329,16 @@ def _run(fn) -> int:
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        code = EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+        print(f"stopped ({'SIGTERM' if code == EXIT_SIGTERM else 'Ctrl-C'})", file=sys.stderr)
+        return code
+    except (OSError, ValueError, RuntimeError, MemoryError, TypeError, OverflowError) as exc:
+        if os.environ.get("AUDIO_DIFFUSION_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {text} ({type(exc).__name__}; AUDIO_DIFFUSION_DEBUG=1 shows where)", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

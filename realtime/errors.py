@@ -25,6 +25,10 @@ class AudioFileError(UserError):
     """An input or output file that cannot be used."""
 
 
+class OutputFileError(AudioFileError):
+    """An output that cannot be written (read-only folder, full disk, the input itself); nothing was lost."""
+
+
 class ParamError(UserError, ValueError):
     """A knob name, slot or value that cannot be applied."""
 

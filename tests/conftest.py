@@ -10,6 +10,22 @@ import pytest  # noqa: E402
 
 from realtime.tools.jackserver import JackServer  # noqa: E402
 
+#: Test modules that train or export with PyTorch (marked ``train``; ``make test-fast`` leaves them out).
+TRAIN_MODULES = {"test_train", "test_export", "test_vae", "test_torchrun"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by what it needs, from the fixtures it uses, so no marker can be forgotten:
+    ``jack`` (the JACK dummy server), ``gui`` (a Qt window), ``train`` (PyTorch)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "jack" in names:
+            item.add_marker(pytest.mark.jack)
+        if names & {"qtbot", "qapp", "window"}:
+            item.add_marker(pytest.mark.gui)
+        if item.module.__name__.rsplit(".", 1)[-1] in TRAIN_MODULES:
+            item.add_marker(pytest.mark.train)
+
 
 @pytest.fixture(scope="session")
 def jack(tmp_path_factory):

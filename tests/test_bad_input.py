@@ -85,6 +85,7 @@ def test_cli_rejects_bad_model_in_one_line(case, bad_dir, wav, tmp_path, capsys)
     assert not (tmp_path / "o.wav").exists()
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_cli_bad_models_as_real_processes(bad_dir, wav, tmp_path):
     """The same through ``python -m realtime.cli`` (what a user runs), for a few representative files,
     in parallel: nothing on stderr but the one line, and no traceback from interpreter shutdown."""
@@ -108,7 +109,7 @@ def test_cli_bad_models_as_real_processes(bad_dir, wav, tmp_path):
 # -- broken model files hot-swapped into a running engine ------------------------------------------
 
 
-@pytest.mark.audio
+@pytest.mark.jack
 def test_hot_swapping_bad_models_keeps_the_running_state(jack, tp_model, bad_dir):
     host = ProcessHost()
     try:

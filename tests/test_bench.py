@@ -47,6 +47,7 @@ def test_baseline_outputs_match_the_engine(tp_model):
         assert b["ratio_c_over_a_total"] > 0
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_quick_report_has_every_section(tp_model, tmp_path):
     opts = bench.Options.quick_preset(model=tp_model, block_seconds=0.1, block_sizes=(64, 128), rounds=2,
                                       stage_calls=50, offline_seconds=0.2, offline_large_block=1024,
@@ -74,7 +75,7 @@ def test_cli_rejects_unknown_sections(capsys):
     assert "unknown section" in capsys.readouterr().err
 
 
-@pytest.mark.audio
+@pytest.mark.jack
 def test_device_section_sees_every_server_and_stops_them(tp_model):
     """Section 6 starts one jackd per period in one process: each must be seen by PortAudio (a registry
     wiped under this process's libjack once hid every server after the first) and none may be left."""

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ def assert_one_line_error(r: subprocess.CompletedProcess, *words: str) -> None:
         assert w in lines[0], lines[0]
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
     x = (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32)  # peaks below the limiter
     src = tmp_path / "in.wav"
@@ -34,8 +36,7 @@ def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
     outs = []
     for i in range(2):
         dst = tmp_path / f"out{i}.wav"
-        r = run_cli("process", str(src), str(dst), "--model", str(tp_model), "--amount", "0.7", "--seed", "4",
-                    "--quiet")
+        r = run_cli("process", str(src), str(dst), "--model", str(tp_model), "--amount", "0.7", "--seed", "4")
         assert r.returncode == 0, r.stderr
         assert "latency 384 samples (8.00 ms)" in r.stdout
         outs.append(sf.read(dst, dtype="float32")[0])
@@ -45,6 +46,7 @@ def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(sf.read(dst, dtype="float32")[0], x)
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_process_default_block_matches_the_live_block(tmp_path):
     """Files are processed in 8192-sample blocks (fast); the result equals 128-sample blocks (the live
     stream's) to float rounding, and ``--blocksize 128`` equals them bit for bit."""
@@ -71,15 +73,18 @@ def test_process_default_block_matches_the_live_block(tmp_path):
 
 
 
-def test_process_resamples_other_rates(tmp_path, tp_model):
+def test_process_resamples_other_rates_and_back(tmp_path, tp_model):
+    """The engine runs at the model's 48 kHz; the file comes back at the input's 44.1 kHz and length."""
     src = tmp_path / "in44.wav"
     sf.write(src, np.zeros(44100, np.float32), 44100)
     r = run_cli("process", str(src), str(tmp_path / "o.wav"), "--model", str(tp_model), "--quiet")
     assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""  # --quiet prints nothing but errors
     data, sr = sf.read(tmp_path / "o.wav")
-    assert sr == 48000 and len(data) == 48000
+    assert sr == 44100 and len(data) == 44100
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_user_errors_are_one_line(tmp_path, tp_model):
     assert_one_line_error(run_cli("process", str(tmp_path / "missing.wav"), str(tmp_path / "o.wav"),
                                   "--model", str(tp_model)), "missing.wav", "no such file")
@@ -150,6 +155,7 @@ def test_cpu_awake_errors_are_one_line(tmp_path):
     assert not available(path=str(missing))
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_stereo_channels_run_in_parallel_and_equal_mono_processing(tmp_path, tp_model):
     """Each channel has its own engine (channels run in parallel threads): the stereo result equals each
     channel processed alone, bit for bit."""

@@ -104,8 +104,8 @@ def test_non_string_value_is_rejected():
 
 def test_contract_version_is_checked_before_other_keys():
     # A future contract may rename keys: report the version, not the keys this host happens to know.
-    msg = error({"contract_version": "2", "something_new": "x"})
-    assert "unsupported contract version 2" in msg
+    msg = error({"contract_version": "3", "something_new": "x"})
+    assert "unsupported contract version 3" in msg
 
 
 def test_build_metadata_validates():

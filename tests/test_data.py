@@ -81,3 +81,31 @@ def test_segments_split_and_features():
     assert feats.shape[1] == DEFAULT.n_bins and feats.dtype == np.float32 and np.isfinite(feats).all()
     noisy, clean = noisy_pairs(train[:3], DEFAULT, np.random.default_rng(0))
     assert noisy.shape == clean.shape and noisy.shape[0] > 0
+
+
+def test_instruments_are_deterministic_with_separate_heldout_programs():
+    from models import instruments
+    if instruments.missing():
+        pytest.skip(instruments.missing())
+    a = instruments.instrument_clips(6.0, seed=2)
+    b = instruments.instrument_clips(6.0, seed=2)
+    held = instruments.instrument_clips(6.0, seed=2, heldout=True)
+    assert a and all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b, strict=True))
+    assert {c.kind for c in a} <= {f"inst-{f}" for f in instruments.FAMILIES}
+    assert not np.array_equal(a[0].audio, held[0].audio)
+    for clip in a + held:
+        assert clip.audio.dtype == np.float32 and np.isfinite(clip.audio).all()
+        assert 0.02 < np.abs(clip.audio).max() <= 0.9
+    train_p = {p for t, _h, _lo, _hi in instruments.FAMILIES.values() for p in t}
+    held_p = {p for _t, h, _lo, _hi in instruments.FAMILIES.values() for p in h}
+    assert not train_p & held_p
+
+
+def test_corpus_without_fluidsynth_says_what_it_left_out(monkeypatch, caplog):
+    from models import data, instruments
+    monkeypatch.setattr(instruments, "missing", lambda: "no fluidsynth (test)")
+    with caplog.at_level(logging.WARNING, logger="models.data"):
+        corpus = data.synthetic_corpus(0.2, 0, DEFAULT, speech=False)
+    assert "left out" in corpus.description and "no fluidsynth (test)" in corpus.description
+    assert not any(c.kind.startswith("inst-") for c in corpus.train + corpus.heldout)
+    assert any("left out" in r.getMessage() for r in caplog.records)

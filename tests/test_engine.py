@@ -259,7 +259,7 @@ def test_hot_swap_crossfades_linearly_over_the_swap_frames(tp_model, tmp_path):
     """A queued model fades in over SWAP_XFADE_FRAMES frames (linear ramp, no allocation: a numba kernel),
     then replaces the old one."""
     from export.thirdparty_example import build_thirdparty_model
-    from realtime.dsp import blockdsp
+    from realtime.engine import blockdsp
     from realtime.engine.engine import SWAP_XFADE_FRAMES
 
     old = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)

@@ -31,7 +31,7 @@ from realtime.io.host import HostError, ProcessHost
 from realtime.tools.soak import SineSource, engine_ports, jack_connect
 from tests.helpers_models import _base, _const, _reroute_output, _save, build_nan_fault, build_slow_fault
 
-pytestmark = pytest.mark.audio
+pytestmark = pytest.mark.jack
 
 ROOT = Path(__file__).resolve().parents[1]
 CEILING = 10.0 ** (-1.0 / 20.0)  # Engine default ceiling_db=-1

@@ -19,7 +19,7 @@ from realtime.gui import theme
 from realtime.gui.window import MainWindow
 from realtime.io.host import ProcessHost
 
-pytestmark = pytest.mark.audio
+pytestmark = pytest.mark.jack
 
 
 def _open(host, model, **kw) -> MainWindow:

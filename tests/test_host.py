@@ -8,7 +8,7 @@ import pytest
 
 from realtime.io.host import HostError, LocalHost, ProcessHost
 
-pytestmark = pytest.mark.audio
+pytestmark = pytest.mark.jack
 
 
 @pytest.mark.parametrize("host_cls", [LocalHost, ProcessHost])

@@ -10,7 +10,7 @@ import pytest
 from realtime.engine.engine import Engine
 from realtime.io.audio import AudioDeviceError, LiveStream, find_device
 
-pytestmark = pytest.mark.audio
+pytestmark = pytest.mark.jack
 
 
 def test_live_stream_runs_in_real_time(jack, tp_model):

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _PROBE = """
@@ -37,6 +39,7 @@ def _probe(cache_dir: Path) -> dict[str, list[int]]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # several seconds of real CLI subprocesses
 def test_second_process_compiles_nothing(tmp_path: Path) -> None:
     first = _probe(tmp_path)  # fresh cache directory: everything compiles
     assert first["realtime.dsp.stft.process_kernel"][1] >= 1

@@ -170,7 +170,7 @@ def test_osc_port_in_use_is_a_one_line_error():
             OscServer(Params(), port=s.getsockname()[1])
 
 
-@pytest.mark.audio
+@pytest.mark.jack
 def test_a_control_change_sent_over_jack_midi_reaches_the_mapping(jack):
     import rtmidi
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.slow, pytest.mark.audio]
+pytestmark = [pytest.mark.slow, pytest.mark.jack]
 
 
 def test_soak_60s_with_gui_and_swaps(jack, tmp_path):

@@ -20,6 +20,7 @@ bit for bit.
 from __future__ import annotations
 
 from math import gcd
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -197,6 +198,25 @@ def istft(spec: np.ndarray, cfg: StftConfig = DEFAULT, length: int | None = None
 
 
 # --------------------------------------------------------------------------------------- streaming
+class StftBuffers(NamedTuple):
+    """The arrays a :class:`StreamingStft` streams through, for callers that run its kernels inside
+    their own fused kernels (the engine's block kernels): input ring, analysis frame, windows, FFT work
+    buffer, the frames, the overlap-add accumulator and the output FIFO. Views, not copies."""
+
+    in_buf: np.ndarray
+    in_state: np.ndarray
+    frame: np.ndarray
+    wa: np.ndarray
+    ws: np.ndarray
+    tmp: np.ndarray
+    spec: np.ndarray
+    out_spec: np.ndarray
+    acc: np.ndarray
+    out_buf: np.ndarray
+    out_state: np.ndarray
+    hop: int
+
+
 class StreamingStft:
     """Block-in/block-out streaming STFT analysis and overlap-add synthesis (allocation-free).
 
@@ -317,6 +337,13 @@ class StreamingStft:
             self.synthesize(k, y)
             self.process(x, y)
         self.reset()
+
+    @property
+    def buffers(self) -> StftBuffers:
+        """The streaming arrays (see :class:`StftBuffers`), for :func:`analyze_kernel` and
+        :func:`synthesize_kernel` called from another kernel; :meth:`reset` keeps them in place."""
+        return StftBuffers(self._in_buf, self._in_state, self._frame, self.wa, self.ws, self._tmp, self.spec,
+                           self.out_spec, self._acc, self._out_buf, self._out_state, self.hop)
 
     @property
     def underflows(self) -> int:

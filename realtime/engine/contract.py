@@ -1,4 +1,8 @@
-"""Model contract v1: the names, shapes and metadata an effect model must have (docs/model-contract.md).
+"""Model contracts v1 and v2: the names, shapes and metadata an effect model must have (docs/model-contract.md).
+
+Contract 2 adds stateful models (``state_in_<name>`` / ``state_out_<name>`` tensors of fixed shapes declared
+in the ``state_shapes`` metadata, carried by the engine between calls) and optional control inputs
+(:data:`OPTIONAL_INPUTS`). Contract 1 models load unchanged.
 
 Exporters (``export/``) import the constants and :func:`build_metadata` from here; the engine's loader
 (:mod:`realtime.engine.model`) checks a model with :func:`parse_metadata`, :func:`check_config` and
@@ -9,6 +13,8 @@ objects with ``.name``, ``.shape`` and ``.type`` (onnxruntime's ``NodeArg``).
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +24,9 @@ from realtime.config import WINDOW_MODES, StftConfig
 from realtime.dsp.features import FEATURE_TYPE
 from realtime.errors import ModelError  # noqa: F401 - raised here, re-exported
 
-CONTRACT_VERSION = 1
-SUPPORTED_CONTRACT_VERSIONS = (1,)
+#: The newest contract this host implements (what :func:`build_metadata` writes for a stateful model).
+CONTRACT_VERSION = 2
+SUPPORTED_CONTRACT_VERSIONS = (1, 2)
 
 INPUT_FEATURES = "features"
 INPUT_AMOUNT = "amount"
@@ -32,6 +39,25 @@ OUTPUT_NAMES = (OUTPUT_FEATURES, OUTPUT_MU)
 FRAMES_AXIS = "frames"
 #: Reserved for stateful models; contract 1 rejects them (see docs/model-contract.md).
 RESERVED_STATE_NAMES = ("state_in", "state_out")
+#: Contract 2: the graph input / output carrying state ``N`` are ``STATE_IN + N`` / ``STATE_OUT + N``.
+STATE_IN = "state_in_"
+STATE_OUT = "state_out_"
+#: Contract 2 optional inputs: name -> (width: "latent" or 1, value the engine feeds when no knob drives it,
+#: meaning). A model declares any subset; the engine feeds those it declares, rows in time order.
+OPTIONAL_INPUTS: dict[str, tuple[str | int, float, str]] = {
+    "latent_offset": ("latent", 0.0, "added to the latent before decoding (per dimension)"),
+    "latent_scale": ("latent", 1.0, "multiplies the latent before decoding (per dimension)"),
+    "target": ("latent", 0.0, "a captured target latent the denoiser is guided toward"),
+    "toward": (1, 0.0, "strength of the guidance toward 'target', 0..1"),
+    "latent_mode": (1, 0.0, "0: the model's learned prior (SDEdit); 1: the plain noise mix of contract 1"),
+    "freeze": (1, 0.0, "1: decode 'noise' as the latent itself (the held latent), skipping the sampler"),
+}
+#: Contract 2 optional outputs: ``z`` [frames, latent_dim] is the latent actually decoded (the engine holds it
+#: for freeze instead of recomputing the contract-1 mix from ``mu`` and ``noise``).
+OUTPUT_Z = "z"
+OPTIONAL_OUTPUTS = (OUTPUT_Z,)
+#: Largest state tensor accepted (elements): state is copied every call inside the audio callback.
+MAX_STATE_ELEMENTS = 1 << 16
 
 MODEL_KINDS = ("diffusion", "restoration")
 
@@ -49,6 +75,10 @@ REQUIRED_METADATA: dict[str, str] = {
     "training_data": "what the model was trained on (provenance and licence)",
     "producer": "tool and version that made the file",
     "name": "short display name",
+}
+#: Keys only contract 2 knows (optional there).
+V2_METADATA: dict[str, str] = {
+    "state_shapes": "JSON object, state name -> fixed shape list, e.g. '{\"gru\": [1, 64]}' (absent: stateless)",
 }
 OPTIONAL_METADATA: dict[str, str] = {
     "description": "free text shown by `audio-diffusion info`",
@@ -79,6 +109,12 @@ class ModelInfo:
     producer: str
     description: str = ""
     metrics: dict = field(default_factory=dict, hash=False)
+    #: Contract 2: state name -> fixed shape (empty for a stateless model).
+    state_shapes: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.state_shapes)
 
     @property
     def n_bins(self) -> int:
@@ -101,6 +137,8 @@ class ModelInfo:
             out["description"] = self.description
         if self.metrics:
             out["metrics"] = json.dumps(self.metrics, sort_keys=True)
+        if self.state_shapes:
+            out["state_shapes"] = json.dumps({k: list(v) for k, v in self.state_shapes.items()})
         return out
 
 
@@ -189,23 +227,61 @@ def parse_metadata(props: Mapping[str, str], path: str | Path | None = None) -> 
         if not isinstance(metrics, dict):
             raise ModelError(f"{where}metadata key 'metrics' must be a JSON object, got "
                              f"{type(metrics).__name__}; write a JSON object or leave it out")
+    state_shapes = _parse_state_shapes(props, version, where)
     return ModelInfo(
         path=Path(path) if path else Path(), name=text["name"], kind=kind, contract_version=version,
         sample_rate=sample_rate, n_fft=n_fft, hop=hop, window=window, feature_type=feature_type,
         latent_dim=latent_dim, added_delay_samples=delay, training_data=text["training_data"],
         producer=text["producer"], description=props.get("description", "").strip(), metrics=metrics,
+        state_shapes=state_shapes,
     )
+
+
+def _parse_state_shapes(props: Mapping[str, str], version: int, where: str) -> dict[str, tuple[int, ...]]:
+    """The ``state_shapes`` key: absent or ``{}`` is a stateless model; only contract 2 may declare state."""
+    raw = props.get("state_shapes", "").strip()
+    if not raw:
+        return {}
+    if version < 2:
+        raise ModelError(f"{where}metadata key 'state_shapes' needs contract_version '2' (got {version}); "
+                         "re-export with contract_version='2' for a stateful model")
+    try:
+        shapes = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{where}metadata key 'state_shapes' is not valid JSON ({exc.msg}); "
+                         "write a JSON object such as {\"gru\": [1, 64]}") from None
+    if not isinstance(shapes, dict):
+        raise ModelError(f"{where}metadata key 'state_shapes' must be a JSON object, got "
+                         f"{type(shapes).__name__}; write e.g. {{\"gru\": [1, 64]}}")
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in shapes.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ModelError(f"{where}state name {name!r} in 'state_shapes' must be letters, digits and '_'")
+        ok = isinstance(shape, list) and shape and all(type(d) is int and d > 0 for d in shape)
+        if not ok:
+            raise ModelError(f"{where}state {name!r} has shape {shape!r}; a state shape is a non-empty list of "
+                             "positive integers (fixed: no dynamic axis)")
+        if math.prod(shape) > MAX_STATE_ELEMENTS:
+            raise ModelError(f"{where}state {name!r} has {math.prod(shape)} elements, more than "
+                             f"{MAX_STATE_ELEMENTS}; keep state small (it is copied every call)")
+        out[name] = tuple(shape)
+    return out
 
 
 def build_metadata(*, kind: str, cfg: StftConfig, latent_dim: int, name: str, training_data: str,
                    producer: str, added_delay_samples: int = 0, description: str = "",
-                   metrics: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Metadata strings for a contract-v1 model, validated (raises :class:`ModelError` if inconsistent).
+                   metrics: Mapping[str, Any] | None = None,
+                   state_shapes: Mapping[str, Sequence[int]] | None = None,
+                   contract_version: int | None = None) -> dict[str, str]:
+    """Metadata strings for a model, validated (raises :class:`ModelError` if inconsistent).
 
-    Exporters write each item as a ``metadata_props`` entry of the ONNX model.
+    Exporters write each item as a ``metadata_props`` entry of the ONNX model. ``contract_version``
+    defaults to 2 when ``state_shapes`` is given, else 1 (a stateless model stays loadable by v1 hosts);
+    pass 2 for a stateless model with contract-2 optional inputs.
     """
+    version = contract_version if contract_version is not None else (2 if state_shapes else 1)
     props = {
-        "contract_version": str(CONTRACT_VERSION), "model_kind": kind,
+        "contract_version": str(version), "model_kind": kind,
         "sample_rate": str(cfg.sample_rate), "n_fft": str(cfg.n_fft), "hop": str(cfg.hop),
         "window": cfg.window, "feature_type": FEATURE_TYPE, "latent_dim": str(latent_dim),
         "added_delay_samples": str(added_delay_samples), "training_data": training_data,
@@ -215,6 +291,8 @@ def build_metadata(*, kind: str, cfg: StftConfig, latent_dim: int, name: str, tr
         props["description"] = description
     if metrics:
         props["metrics"] = json.dumps(dict(metrics), sort_keys=True)
+    if state_shapes:
+        props["state_shapes"] = json.dumps({k: [int(d) for d in v] for k, v in state_shapes.items()})
     parse_metadata(props)
     return props
 
@@ -254,6 +332,15 @@ def _dims(shape: Sequence[Any]) -> list[int | None]:
     return [d if isinstance(d, int) and d > 0 else None for d in shape]
 
 
+def expected_io(info: ModelInfo) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(required inputs, optional inputs, required outputs, optional outputs)`` of a model's contract."""
+    if info.contract_version < 2:
+        return INPUT_NAMES, (), OUTPUT_NAMES, ()
+    states = tuple(info.state_shapes)
+    return (INPUT_NAMES + tuple(STATE_IN + n for n in states), tuple(OPTIONAL_INPUTS),
+            OUTPUT_NAMES + tuple(STATE_OUT + n for n in states), OPTIONAL_OUTPUTS)
+
+
 def check_io(inputs: Sequence[Any], outputs: Sequence[Any], info: ModelInfo, n_bins: int) -> None:
     """Check graph inputs/outputs (objects with ``.name``, ``.shape``, ``.type``) against the contract.
 
@@ -261,32 +348,52 @@ def check_io(inputs: Sequence[Any], outputs: Sequence[Any], info: ModelInfo, n_b
     ----------
     inputs, outputs : sequences of onnxruntime ``NodeArg``
     info : ModelInfo
-        The model's parsed metadata (``latent_dim``).
+        The model's parsed metadata (``latent_dim``, ``contract_version``, ``state_shapes``).
     n_bins : int
         Bins the engine feeds (``cfg.n_bins``).
     """
     where = _label(info.path)
-    for role, args, expected in (("input", inputs, INPUT_NAMES), ("output", outputs, OUTPUT_NAMES)):
+    req_in, opt_in, req_out, opt_out = expected_io(info)
+    v2 = info.contract_version >= 2
+    for role, args, expected, optional in (("input", inputs, req_in, opt_in), ("output", outputs, req_out, opt_out)):
         names = [a.name for a in args]
-        stateful = [n for n in names if n in RESERVED_STATE_NAMES]
+        prefix = STATE_IN if role == "input" else STATE_OUT
+        stateful = [n for n in names if n in RESERVED_STATE_NAMES or (not v2 and n.startswith(prefix))]
         if stateful:
             raise ModelError(f"{where}model has {role} {stateful[0]!r}: stateful models are not supported "
-                             f"by contract v{CONTRACT_VERSION}; export a frame-wise model ({_DOC})")
+                             f"by contract v{info.contract_version}; export a frame-wise model or declare "
+                             f"contract_version '2' with its state_shapes ({_DOC})")
+        undeclared = [n for n in names if v2 and n.startswith(prefix) and n not in expected]
+        if undeclared:
+            declared = ", ".join(info.state_shapes) or "none"
+            raise ModelError(f"{where}{role} {undeclared[0]!r} is a state tensor not declared in the metadata "
+                             f"'state_shapes' (declared: {declared}); add it there with its fixed shape")
         missing = [n for n in expected if n not in names]
-        extra = [n for n in names if n not in expected]
+        extra = [n for n in names if n not in expected and n not in optional]
         if missing or extra:
             got = ", ".join(repr(n) for n in names) or "none"
             want = ", ".join(repr(n) for n in expected)
-            raise ModelError(f"{where}wrong {role} names: got {got}, expected exactly {want}; "
+            also = f" (optionally also {', '.join(repr(n) for n in optional)})" if optional else ""
+            raise ModelError(f"{where}wrong {role} names: got {got}, expected exactly {want}{also}; "
                              f"rename the graph {role}s to the contract names")
-    width = {INPUT_FEATURES: n_bins, INPUT_AMOUNT: 1, INPUT_NOISE: info.latent_dim,
-             OUTPUT_FEATURES: n_bins, OUTPUT_MU: info.latent_dim}
+    width: dict[str, int] = {INPUT_FEATURES: n_bins, INPUT_AMOUNT: 1, INPUT_NOISE: info.latent_dim,
+                             OUTPUT_FEATURES: n_bins, OUTPUT_MU: info.latent_dim, OUTPUT_Z: info.latent_dim}
+    for name, (w, _default, _doc) in OPTIONAL_INPUTS.items():
+        width[name] = info.latent_dim if w == "latent" else int(w)
     for arg in list(inputs) + list(outputs):
         if arg.type != _DTYPE_FLOAT:
             dtype = arg.type.removeprefix("tensor(").removesuffix(")")
             raise ModelError(f"{where}'{arg.name}' has dtype {dtype}, expected float32; "
                              "cast it to float32 in the graph")
         shape = arg.shape
+        state = arg.name.removeprefix(STATE_IN).removeprefix(STATE_OUT) if v2 and arg.name.startswith(
+            (STATE_IN, STATE_OUT)) else None
+        if state is not None:
+            want_shape = list(info.state_shapes[state])
+            if shape is None or _dims(shape) != want_shape:
+                raise ModelError(f"{where}'{arg.name}' has shape {shape}, expected exactly {want_shape} as declared "
+                                 "in 'state_shapes' (state tensors have fixed shapes, no dynamic axis)")
+            continue
         if shape is None or len(shape) != 2:
             rank = "unknown" if shape is None else len(shape)
             raise ModelError(f"{where}'{arg.name}' has rank {rank}, expected 2 ([frames, width]); "
@@ -298,7 +405,7 @@ def check_io(inputs: Sequence[Any], outputs: Sequence[Any], info: ModelInfo, n_b
                              f"export with a dynamic first axis named '{FRAMES_AXIS}'")
         if cols is not None and cols != width[arg.name]:
             what = ("n_bins" if arg.name in (INPUT_FEATURES, OUTPUT_FEATURES)
-                    else "latent_dim" if arg.name in (INPUT_NOISE, OUTPUT_MU) else "width")
+                    else "width" if width[arg.name] == 1 else "latent_dim")
             hints = {"n_bins": f"the engine's n_fft {2 * (n_bins - 1)} gives {n_bins} bins",
                      "latent_dim": f"metadata latent_dim is {info.latent_dim}", "width": "it must be 1"}
             hint = hints[what]

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from realtime.config import StftConfig
-from realtime.dsp import blockdsp
+from realtime.dsp import level, phase
 from realtime.dsp.declick import Declick
 from realtime.dsp.dehum import Dehum
 from realtime.dsp.noise import NoiseSource, rho_for_rate
 from realtime.dsp.ringbuffer import RingBuffer
 from realtime.dsp.stft import StreamingStft
 from realtime.dsp.windows import make_windows
+from realtime.engine import blockdsp, latent
 from realtime.engine import params as P
 from realtime.engine import stats as S
 from realtime.engine.contract import ModelError
@@ -71,6 +72,13 @@ class Slot:
     failures: int = 0                   # consecutive failed or late blocks
     late_once: bool = False             # the last failure was a single late block (maybe a transient)
     backoff: int = BACKOFF_BLOCKS
+    level_state: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float64))  # level.level_frames'
+    delta: np.ndarray = field(default=None)  # type: ignore[assignment]  # its flicker smoother, per bin
+    #: Contract-2 controls: this slot's knob indices for feed_controls, the running mean latent a capture
+    #: takes, and the capture knob's last state.
+    ctl_idx: tuple = ()
+    mu_avg: np.ndarray = field(default_factory=lambda: np.zeros(P.TARGET_DIMS, np.float32))
+    armed: np.ndarray = field(default_factory=lambda: np.zeros(1, np.float64))
 
 
 def freeze_heap() -> None:
@@ -95,12 +103,28 @@ def _run_model(model: EffectModel, features: np.ndarray, amount: np.ndarray, noi
     return model.run_buffered(nf)
 
 
+def _feed_extras(model: EffectModel, nf: int, frozen: bool, values: np.ndarray, idx: tuple) -> None:
+    """Fill a contract-2 model's optional control inputs for ``nf`` frames (only those it declares) from the
+    knobs; ``idx`` is the slot's knob indices (offset, scale, target, toward, latent_mode)."""
+    ex = model.extra_in
+    if not ex:
+        return
+    if model.has_controls:
+        latent.feed_controls(values, *idx, nf, *model.ctl_buffers)
+    f = ex.get("freeze")
+    if f is not None:
+        f[:nf] = 1.0 if frozen else 0.0
+
+
 def _as_model(m: str | Path | EffectModel, cfg: StftConfig | None, max_frames: int) -> EffectModel:
     return m if isinstance(m, EffectModel) else EffectModel(m, cfg, max_frames=max_frames)
 
 
 class Engine:
-    """Block-in/block-out effect host for a chain of contract-v1 models sharing one STFT.
+    """Block-in/block-out effect host for a chain of contract-v1/v2 models sharing one STFT.
+
+    Contract-2 state is per slot (each slot's model instance holds its preallocated state arrays), carried
+    from call to call after each good call, and zeroed on :meth:`reset` and when a model enters a slot.
 
     Parameters
     ----------
@@ -131,6 +155,11 @@ class Engine:
         nf = self.stft.max_frames
         chain = [first if first.max_frames >= nf else EffectModel(first.info.path, self.cfg, max_frames=nf)]
         chain += [_as_model(m, self.cfg, nf) for m in models[1:]]
+        # Each slot owns its model's buffers and (contract 2) its carried state: the same object may not
+        # serve two slots.
+        for k in range(1, len(chain)):
+            if any(chain[k] is c for c in chain[:k]):
+                chain[k] = EffectModel(chain[k].info.path, self.cfg, max_frames=nf)
         self.params = params or P.Params()
         self.stats = stats or S.Stats()
         self.seed = seed
@@ -148,6 +177,12 @@ class Engine:
         self.slots = [self._make_slot(m, k) for k, m in enumerate(chain)]
         if len(self.slots) > P.MAX_SLOTS:
             raise ValueError(f"at most {P.MAX_SLOTS} models in a chain")
+        for k, slot in enumerate(self.slots):
+            # The level stage is on by default for diffusion models, off for restoration models (they
+            # remove energy on purpose): a restoration slot whose level knob is at the default starts at 0.
+            if slot.model.info.kind == "restoration" and self.params.values[P.I_LEVEL[k]] == P.SPEC_BY_NAME[
+                    "level"].default:
+                self.params.values[P.I_LEVEL[k]] = 0.0
         # Preallocated work arrays.
         nb = self.cfg.n_bins
         self._x = np.zeros(max_block, np.float32)
@@ -165,15 +200,22 @@ class Engine:
         # Optional time-domain repair before the STFT (knobs dehum / declick): causal, no added latency.
         self._dehum, self._declick = Dehum(sr), Declick(sr, max_block)
         self._repaired = np.zeros(max_block, np.float32)
-        # The kernels' fixed arguments, bound once instead of looked up attribute by attribute every block.
-        ss, st = self.stft, self.stats
-        self._pre_args = (self._x, self._in_state, self.k_sample, self._dry_line.buf, self._dry_line.state,
-                          self._dry, ss._in_buf, ss._in_state, ss._frame, ss.wa, ss._tmp, ss.spec, ss.hop,
-                          self._feat_in, self._ms_norm, self._frame_ms, self._gate, self._frame_wet, st.scalars)
-        self._post_args = (ss.spec, self._feat_in, self._frame_wet, ss.out_spec, ss.ws, ss._tmp, ss._acc,
-                           ss._out_buf, ss._out_state, ss.hop, self._wet, self._dry, self._out_state, self.k_sample,
-                           self.ceiling, self.release, st.scalars, st.spec_in, st.spec_out)
+        # The kernels' structured state, built once (named arrays: blockdsp.PreState / PostState).
+        sb, st = self.stft.buffers, self.stats
+        self._pghi = phase.make_state(self.cfg)
+        self._level_coefs = level.coefs(self.frame_rate, sr)
+        self._follow = np.zeros(5, np.float64)
+        self._pre = blockdsp.PreState(self._x, self._in_state, self._dry_line.buf, self._dry_line.state, self._dry, sb,
+                                      self._feat_in, self._frame_ms, self._gate, self._frame_wet, st.scalars,
+                                      np.array([self.k_sample, self._ms_norm]))
+        self._post = blockdsp.PostState(sb, self._feat_in, self._frame_wet, np.zeros(nb, np.float32),
+                                        np.zeros(nb, np.float32), np.zeros(nb, np.complex64), np.ones(nf, np.float64),
+                                        self._pghi, self._level_coefs, self._follow, self._wet,
+                                        np.zeros(max_block, np.float32), self._dry,
+                                        self._out_state, st.scalars, st.spec_in, st.spec_out,
+                                        np.array([self.k_sample, self.ceiling, self.release]))
         self.last_error = ""
+        self.last_frames = 0
         self.warmed = False
         self._cpu_t0 = 0.0
         #: Models replaced by a hot swap. The audio thread only parks them here: freeing an onnxruntime
@@ -184,12 +226,15 @@ class Engine:
         #: Set by a live stream (:class:`realtime.engine.watchdog.RunWatchdog`): stops model calls at the deadline.
         self.watchdog = None
         self._stopped = ""  # how the watchdog's last stop is read: "" (none), "slow" (the model), "stall"
+        self._xf_model: EffectModel | None = None  # the incoming model that ran this block (its state to commit)
         self.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
     def _make_slot(self, model: EffectModel, k: int) -> Slot:
         noise = NoiseSource(model.latent_dim, self.seed + k, self.stft.max_frames)
-        return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32))
+        idx = (P.I_OFFSET[k], P.I_SCALE[k], P.I_TARGET[k], int(P.I_TOWARD[k]), int(P.I_LATENT_MODE[k]))
+        return Slot(model=model, noise=noise, held_z=np.zeros(model.latent_dim, np.float32),
+                    delta=np.zeros(self.cfg.n_bins, np.float32), ctl_idx=idx)
 
     @property
     def latency_samples(self) -> int:
@@ -211,10 +256,21 @@ class Engine:
         self._gate[0] = 0.0
         self._dehum.reset()
         self._declick.reset()
+        phase.reset(self._pghi)
+        self._follow[:] = (0.0, 0.0, 0.0, 1.0, self._follow_strength())
         for k, s in enumerate(self.slots):
+            s.level_state[:] = (0.0, float(v[P.I_LEVEL[k]]))
+            s.delta[:] = 0.0
             s.noise.reset()
             s.amount = float(v[P.I_AMOUNT[k]])
             s.held_z[:] = 0.0
+            s.mu_avg[:] = 0.0
+            s.armed[0] = 1.0 if v[P.I_CAPTURE[k]] >= 0.5 else 0.0  # a capture held on at reset does not fire
+            # Contract 2: every carried state back to zeros (also of a model waiting to be crossfaded in).
+            s.model.reset_state()
+            for queued in (s.pending, s.incoming):
+                if queued is not None:
+                    queued[0].reset_state()
             s.skip_blocks = 0
             s.failures = 0
             s.late_once = False
@@ -239,6 +295,12 @@ class Engine:
             self.process_block(rng.standard_normal(n).astype(np.float32) * 0.1, out)
         f = self._feat_out[:1]
         blockdsp.crossfade_frames(f, f, f, 0, SWAP_XFADE_FRAMES)  # a hot swap must not compile in the callback
+        # The contract-2 control kernels too: a model with controls may be swapped in later.
+        vals = self.params.values.copy()
+        d1, d2 = np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32)
+        latent.feed_controls(vals, *self.slots[0].ctl_idx, 1, d1, d1.copy(), d1.copy(), d2, d2.copy())
+        latent.track_latent(d1, 1, np.zeros(2, np.float32), 0.1, vals, int(P.I_CAPTURE[0]), P.I_TARGET[0],
+                            np.zeros(1, np.float64))
         self.stats._flat[:] = saved
         self.reset()
         self.warmed = True
@@ -261,6 +323,7 @@ class Engine:
                              "restart the engine with it instead of hot-swapping")
         if not cached:
             model.warm_up()
+        model.reset_state()  # a model (cached or new) always enters a slot from the initial state
         noise = NoiseSource(model.latent_dim, self.seed + slot, self.stft.max_frames)
         freeze_heap()
         held_z = np.zeros(model.latent_dim, np.float32)  # allocated here, not in the callback
@@ -321,11 +384,27 @@ class Engine:
                              f"at most {self.max_block}")
         if v[P.I_DEHUM] >= 0.5 or v[P.I_DECLICK] >= 0.5:
             x_in = self._repair(x_in, n, v)
-        nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0),
-                                *self._pre_args)
+        nf = blockdsp.pre_block(x_in, 10.0 ** (v[P.I_IN_GAIN] / 20.0), 10.0 ** (v[P.I_GATE] / 10.0), self._pre)
+        self.last_frames = nf  # the frames of this block: stft.out_spec[:nf] is what synthesis was asked for
         cur = self._run_chain(nf, t0) if nf else self._feat_in
         blockdsp.post_block(nf, cur, cur is not self._feat_in, x_out, 0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX],
-                            10.0 ** (v[P.I_OUT_GAIN] / 20.0), *self._post_args)
+                            10.0 ** (v[P.I_OUT_GAIN] / 20.0), int(v[P.I_PHASE] + 0.5), self._follow_strength(),
+                            self._post)
+
+    @property
+    def synthesized(self) -> np.ndarray:
+        """The last block's overlap-added wet signal before the level follower (what synthesis made of
+        ``stft.out_spec[:last_frames]``; for measuring STFT consistency, not for the audio path)."""
+        return self._wet
+
+    def _follow_strength(self) -> float:
+        """The level knob of the last slot that runs: the level follower after overlap-add holds the chain's
+        output to what that slot asked for (each slot's own level acts in the feature domain)."""
+        v = self.params.values
+        for k in range(len(self.slots) - 1, -1, -1):
+            if v[P.I_SLOT_BYPASS[k]] < 0.5:
+                return float(v[P.I_LEVEL[k]])
+        return 0.0
 
     def _repair(self, x_in: np.ndarray, n: int, v: np.ndarray) -> np.ndarray:
         """De-hum and/or de-click the block into a work buffer (numba kernels, allocation-free)."""
@@ -391,6 +470,8 @@ class Engine:
                 slot.late_once = False
             slot.failures = 0
             slot.backoff = BACKOFF_BLOCKS
+            level.level_frames(cur, out, slot.level_state, float(v[P.I_LEVEL[k]]), self._level_coefs, slot.delta,
+                               level.smooth_coef(float(v[P.I_SMOOTH[k]]), self.frame_rate))  # level stage
             cur = out
         if not block_ok:
             self.stats.scalars[S.MISSES] += 1
@@ -409,9 +490,11 @@ class Engine:
         a = slot.amount = blockdsp.prepare_slot(cur, m.features_in, m.amount_in, m.noise_in, slot.amount,
                                                 float(v[P.I_AMOUNT[k]]), self.k_frame, ns.state, ns.eps,
                                                 ns.white, rho, frozen, slot.held_z)
+        _feed_extras(m, nf, frozen, v, slot.ctl_idx)
         wd = self.watchdog
         stopped = False
         self._stopped = ""
+        self._xf_model = None
         try:
             # Only a model that has already failed or been late is watched: a healthy one costs nothing
             # extra (no wake-up of the watchdog thread per block).
@@ -438,10 +521,20 @@ class Engine:
             self.last_error = f"{Path(m.info.path).name}: {type(exc).__name__}: {exc}"
             self.stats.scalars[S.MODEL_ERRORS] += 1
             return None
-        if not blockdsp.finish_slot(out, mu, m.noise_in, a, frozen, slot.held_z, self.stats.latent, k == 0):
+        # A model that returns the latent it decoded (contract 2 ``z``) is held as it is: a = 0 makes the
+        # kernel's mix sqrt(1 - a) * z + sqrt(a) * noise just z.
+        zm, za = (m.z_out[:nf], 0.0) if m.has_z else (mu, a)
+        if not blockdsp.finish_slot(out, zm, m.noise_in, za, frozen, slot.held_z, self.stats.latent, k == 0):
             self.last_error = f"{Path(m.info.path).name}: non-finite output"
             self.stats.scalars[S.MODEL_ERRORS] += 1
-            return None
+            return None  # no commit: a failed call leaves the carried state as it was
+        m.commit_state()
+        if m.has_controls:
+            latent.track_latent(mu, nf, slot.mu_avg, 1.0 / latent.CAPTURE_FRAMES, v, int(P.I_CAPTURE[k]),
+                                P.I_TARGET[k], slot.armed)
+        if self._xf_model is not None:
+            self._xf_model.commit_state()
+            self._xf_model = None
         return out
 
     def _crossfade_in(self, slot: Slot, cur: np.ndarray, amount: np.ndarray, out: np.ndarray, nf: int,
@@ -450,7 +543,9 @@ class Engine:
         noise = noise_src.draw(nf, rho)
         if frozen and noise.shape[1] == slot.held_z.shape[0]:
             noise[:] = slot.held_z
+        _feed_extras(model, nf, frozen, self.params.values, slot.ctl_idx)
         new_out, _ = _run_model(model, cur, amount, noise, nf)
+        self._xf_model = model
         mixed = self._feat_out[:nf]
         blockdsp.crossfade_frames(out, new_out, mixed, slot.xfade, SWAP_XFADE_FRAMES)
         slot.xfade += nf

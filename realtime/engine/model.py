@@ -1,4 +1,10 @@
-"""Runtime side of an effect model: load, validate against contract v1, run frames through onnxruntime.
+"""Runtime side of an effect model: load, validate against contract v1/v2, run frames through onnxruntime.
+
+Contract 2 models may be stateful: :attr:`EffectModel.state` holds one preallocated array per declared
+state (zeros initially), bound as the ``state_in_*`` inputs; a call writes ``state_out_*`` into separate
+buffers and :meth:`EffectModel.commit_state` copies them back, so a caller that discards a call (a
+fault, a miss) simply does not commit and the state stays as it was. Optional inputs (``latent_offset``
+...) get preallocated buffers in :attr:`EffectModel.extra_in` filled with their defaults.
 
 :class:`EffectModel` checks everything when it is constructed (file, metadata, STFT settings, I/O
 names/shapes/dtypes, a probe batch for NaN/Inf and frame independence), so that the audio callback
@@ -46,8 +52,12 @@ from realtime.engine.contract import (
     INPUT_AMOUNT,
     INPUT_FEATURES,
     INPUT_NOISE,
+    OPTIONAL_INPUTS,
     OUTPUT_FEATURES,
     OUTPUT_MU,
+    OUTPUT_Z,
+    STATE_IN,
+    STATE_OUT,
     ModelError,
     ModelInfo,
     check_config,
@@ -145,7 +155,7 @@ def probe_features(cfg: StftConfig, frames: int = PROBE_FRAMES) -> tuple[np.ndar
 
 
 class EffectModel:
-    """A validated contract-v1 effect model ready to run frames.
+    """A validated contract-v1 or v2 effect model ready to run frames.
 
     Parameters
     ----------
@@ -186,6 +196,34 @@ class EffectModel:
         self.noise_in = np.zeros((max_frames, self.latent_dim), np.float32)
         self._out_features = np.zeros((max_frames, self.n_bins), np.float32)
         self._mu = np.zeros((max_frames, self.latent_dim), np.float32)
+        in_names = {a.name for a in self._sess.get_inputs()}
+        out_names = {a.name for a in self._sess.get_outputs()}
+        #: Contract-2 optional inputs the model declares, in :data:`OPTIONAL_INPUTS` order.
+        self.optional_inputs = tuple(n for n in OPTIONAL_INPUTS if n in in_names)
+        #: Their bound buffers ``[max_frames, width]``, filled with each input's default.
+        self.extra_in: dict[str, np.ndarray] = {}
+        for name in self.optional_inputs:
+            w, default, _ = OPTIONAL_INPUTS[name]
+            self.extra_in[name] = np.full((max_frames, self.latent_dim if w == "latent" else int(w)), default,
+                                          np.float32)
+        #: Buffers the engine's knob kernel fills (realtime.engine.latent.feed_controls): the declared ones, or
+        #: scratch arrays for the ones the model does not declare (written, never fed).
+        def _ctl(name: str, width: int) -> np.ndarray:
+            return self.extra_in.get(name, np.zeros((max_frames, width), np.float32))
+
+        d = self.latent_dim
+        self.ctl_buffers = (_ctl("latent_offset", d), _ctl("latent_scale", d), _ctl("target", d), _ctl("toward", 1),
+                            _ctl("latent_mode", 1))
+        self.has_controls = any(n in self.extra_in for n in ("latent_offset", "latent_scale", "target", "toward",
+                                                               "latent_mode"))
+        #: Whether the model returns the decoded latent ``z`` (then :attr:`z_out` holds it after a buffered run).
+        self.has_z = OUTPUT_Z in out_names
+        self.z_out = np.zeros((max_frames, self.latent_dim), np.float32)
+        #: Contract-2 state: the carried arrays (bound as ``state_in_*``) and the call's results.
+        self.state_shapes: dict[str, tuple[int, ...]] = dict(self.info.state_shapes)
+        self.state = {n: np.zeros(sh, np.float32) for n, sh in self.state_shapes.items()}
+        self._state_out = {n: np.zeros(sh, np.float32) for n, sh in self.state_shapes.items()}
+        self._state_pairs = tuple((self.state[n], self._state_out[n]) for n in self.state_shapes)
         self._bindings: dict[int, ort.IOBinding] = {}
         #: Options of a watched :meth:`run_buffered` call; a watchdog sets ``terminate`` to stop it.
         self.run_options = ort.RunOptions()
@@ -214,8 +252,43 @@ class EffectModel:
             return self._out_features[:0], self._mu[:0]
         if n > self.max_frames:
             raise ValueError(f"{n} frames exceed max_frames={self.max_frames}")
-        out, mu = self._sess.run(None, {INPUT_FEATURES: features, INPUT_AMOUNT: amount, INPUT_NOISE: noise})
-        return out, mu
+        res = self.run_all(features, amount, noise)
+        return res[OUTPUT_FEATURES], res[OUTPUT_MU]
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.state_shapes)
+
+    def run_all(self, features: np.ndarray, amount: np.ndarray, noise: np.ndarray,
+                extra: dict[str, np.ndarray] | None = None,
+                state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Plain run of ``n`` frames with every output returned by name (fresh arrays).
+
+        ``extra``: optional inputs by name (``[n, width]``; absent ones get their default). ``state``: the
+        state to start from by state name (absent: zeros; :attr:`state` is neither read nor changed).
+        The new state comes back as ``"state_out_<name>"`` entries.
+        """
+        n = features.shape[0]
+        feeds = {INPUT_FEATURES: features, INPUT_AMOUNT: amount, INPUT_NOISE: noise}
+        extra = extra or {}
+        for name in self.optional_inputs:
+            feeds[name] = extra[name] if name in extra else self.extra_in[name][:1].repeat(n, axis=0)
+        state = state or {}
+        for name, shape in self.state_shapes.items():
+            feeds[STATE_IN + name] = state[name] if name in state else np.zeros(shape, np.float32)
+        names = [o.name for o in self._sess.get_outputs()]
+        return dict(zip(names, self._sess.run(names, feeds), strict=True))
+
+    def commit_state(self) -> None:
+        """Carry the last buffered call's ``state_out_*`` into :attr:`state` (call only after a good call)."""
+        for cur, new in self._state_pairs:
+            cur[...] = new
+
+    def reset_state(self) -> None:
+        """Zero the carried state (initial state of contract 2)."""
+        for cur, new in self._state_pairs:
+            cur[...] = 0.0
+            new[...] = 0.0
 
     def run_buffered(self, n: int, watched: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Run the first ``n`` rows of :attr:`features_in`, :attr:`amount_in`, :attr:`noise_in`.
@@ -243,6 +316,13 @@ class EffectModel:
         b.bind_cpu_input(INPUT_NOISE, self.noise_in[:n])
         b.bind_output(OUTPUT_FEATURES, "cpu", 0, np.float32, (n, self.n_bins), self._out_features.ctypes.data)
         b.bind_output(OUTPUT_MU, "cpu", 0, np.float32, (n, self.latent_dim), self._mu.ctypes.data)
+        for name, buf in self.extra_in.items():
+            b.bind_cpu_input(name, buf[:n])
+        if self.has_z:
+            b.bind_output(OUTPUT_Z, "cpu", 0, np.float32, (n, self.latent_dim), self.z_out.ctypes.data)
+        for name, shape in self.state_shapes.items():
+            b.bind_cpu_input(STATE_IN + name, self.state[name])
+            b.bind_output(STATE_OUT + name, "cpu", 0, np.float32, shape, self._state_out[name].ctypes.data)
         self._bindings[n] = b
         return b
 
@@ -250,17 +330,21 @@ class EffectModel:
         """Make the binding for every ``n`` and run it once, so the audio thread never allocates one."""
         for n in range(1, self.max_frames + 1):
             self.run_buffered(n)
+        self.reset_state()
 
     # -- load-time probe -------------------------------------------------------------------------------
     def _probe(self) -> None:
         """Run realistic frames; reject wrong shapes, NaN/Inf and frames that depend on each other."""
         name = self.path.name
-        n = min(PROBE_FRAMES, self.max_frames)
+        # Contract 2 always probes PROBE_FRAMES frames (plain runs need no buffers): its checks compare
+        # frames across a call, which one frame cannot show.
+        n = PROBE_FRAMES if self.info.contract_version >= 2 else min(PROBE_FRAMES, self.max_frames)
         feats, labels = probe_features(self.cfg, n)
         amount = np.linspace(0.0, PROBE_MAX_AMOUNT, n, dtype=np.float32)[:, None]
         noise = np.random.default_rng(0).standard_normal((n, self.latent_dim)).astype(np.float32)
         try:
-            out, mu = self.run(feats, amount, noise)
+            res = self.run_all(feats, amount, noise)
+            out, mu = res[OUTPUT_FEATURES], res[OUTPUT_MU]
         except Exception as exc:
             raise ModelError(f"{name}: the model fails on a probe of {n} frames ({_ort_reason(exc)}); "
                              "fix the graph so it accepts any number of frames") from None
@@ -275,6 +359,9 @@ class EffectModel:
                 raise ModelError(f"{name}: output '{arg}' contains NaN/Inf on a probe frame of {labels[f]} "
                                  f"(amount {amount[f, 0]:.2f}); fix the model (e.g. log or division of zero "
                                  "in its normalisation)")
+        if self.info.contract_version >= 2:
+            self._probe_v2(feats, amount, noise, labels)
+            return
         for f in range(n):
             one_out, one_mu = self.run(feats[f:f + 1], amount[f:f + 1], noise[f:f + 1])
             err = max(float(np.abs(one_out - out[f:f + 1]).max()), float(np.abs(one_mu - mu[f:f + 1]).max()))
@@ -295,9 +382,77 @@ class EffectModel:
         self.amount_in[:n] = 0.0
         self.noise_in[:n] = 0.0
 
+    def _probe_v2(self, feats: np.ndarray, amount: np.ndarray, noise: np.ndarray, labels: list[str]) -> None:
+        """Contract 2: causal (earlier rows ignore later ones), one call over n frames == n one-frame calls
+        with the state carried, finite state, and the IO-bound path equal to the plain one."""
+        name = self.path.name
+        n = feats.shape[0]
+        keys = [OUTPUT_FEATURES, OUTPUT_MU] + ([OUTPUT_Z] if self.has_z else [])
+        try:
+            full = self.run_all(feats, amount, noise)
+        except Exception as exc:
+            raise ModelError(f"{name}: the model fails on a probe of {n} frames ({_ort_reason(exc)}); "
+                             "fix the graph so it accepts any number of frames") from None
+        for sname, shape in self.state_shapes.items():
+            got = full[STATE_OUT + sname]
+            if got.shape != shape or not np.isfinite(got).all():
+                raise ModelError(f"{name}: '{STATE_OUT + sname}' is {list(got.shape)} or not finite after the probe, "
+                                 f"expected finite {list(shape)}; fix the graph's state output")
+
+        def tol(ref: np.ndarray) -> float:
+            return _FRAMEWISE_ATOL * (1.0 + float(np.abs(ref).max()))
+
+        # Causality: change the last half of the frames; the first half must not move.
+        k = n // 2
+        feats2 = feats.copy()
+        feats2[k:] = feats2[k:][::-1] + 1.0
+        changed = self.run_all(feats2, amount, noise)
+        for key in keys:
+            err = float(np.abs(changed[key][:k] - full[key][:k]).max())
+            if not err <= tol(full[key][:k]):
+                raise ModelError(f"{name}: output '{key}' of frames 0..{k - 1} changes when frames {k}.. change "
+                                 f"(max difference {err:.3g}); contract v2 models must be causal (row t may only "
+                                 "depend on rows <= t and the carried state); declare look-ahead as added delay")
+        # Consistency: frame by frame with the state carried.
+        state: dict[str, np.ndarray] = {}
+        for f in range(n):
+            one = self.run_all(feats[f:f + 1], amount[f:f + 1], noise[f:f + 1], state=state)
+            for key in keys:
+                err = float(np.abs(one[key] - full[key][f:f + 1]).max())
+                if not err <= tol(full[key][f]):
+                    raise ModelError(f"{name}: frame {f} ({labels[f]}) run alone with the state carried differs "
+                                     f"from one call over {n} frames in '{key}' (max difference {err:.3g}); "
+                                     "contract v2 models must process a call's frames in time order and return "
+                                     "the state after the last frame")
+            state = {s: one[STATE_OUT + s] for s in self.state_shapes}
+        for sname in self.state_shapes:
+            err = float(np.abs(state[sname] - full[STATE_OUT + sname]).max())
+            if not err <= tol(full[STATE_OUT + sname]):
+                raise ModelError(f"{name}: the state '{sname}' after {n} one-frame calls differs from the state "
+                                 f"after one call over {n} frames (max difference {err:.3g}); return the state "
+                                 "after the last frame of the call")
+        self.reset_state()
+        nb = min(n, self.max_frames)
+        part = full if nb == n else self.run_all(feats[:nb], amount[:nb], noise[:nb])
+        self.features_in[:nb], self.amount_in[:nb], self.noise_in[:nb] = feats[:nb], amount[:nb], noise[:nb]
+        try:
+            b_out, b_mu = self.run_buffered(nb)
+        except Exception as exc:
+            raise ModelError(f"{name}: the model fails through an IO binding ({_ort_reason(exc)}); "
+                             "report this with the model file") from None
+        same = np.array_equal(b_out, part[OUTPUT_FEATURES]) and np.array_equal(b_mu, part[OUTPUT_MU])
+        same = same and all(np.array_equal(self._state_out[s], part[STATE_OUT + s]) for s in self.state_shapes)
+        if not same:
+            raise ModelError(f"{name}: the IO-bound run differs from the plain run; report this with the model file")
+        self.reset_state()
+        self.features_in[:nb] = 0.0
+        self.amount_in[:nb] = 0.0
+        self.noise_in[:nb] = 0.0
+
     def __repr__(self) -> str:
         trained = f" (model: {self.info.window})" if self.window_mismatch else ""
-        return (f"EffectModel({self.info.name!r}, kind={self.info.kind}, latent_dim={self.latent_dim}, "
+        state = f", state {sum(int(np.prod(v)) for v in self.state_shapes.values())} floats" if self.stateful else ""
+        return (f"EffectModel({self.info.name!r}, kind={self.info.kind}, latent_dim={self.latent_dim}{state}, "
                 f"{self.cfg.sample_rate} Hz, n_fft={self.cfg.n_fft}, hop={self.cfg.hop}, "
                 f"window={self.cfg.window}{trained})")
 
@@ -359,6 +514,9 @@ def describe(path: str | Path, cfg: StftConfig | None = None, repeats: int = 300
         return "\n".join(lines + [f"contract check: ERROR: {exc}"])
     lines.append(f"contract check: OK (contract v{model.info.contract_version}, {model.info.kind}, "
                  f"latent_dim {model.latent_dim}, {model.n_bins} bins)")
+    if model.stateful or model.optional_inputs:
+        states = ", ".join(f"{k} {list(v)}" for k, v in model.state_shapes.items()) or "none"
+        lines.append(f"v2:              state {states}; optional inputs {', '.join(model.optional_inputs) or 'none'}")
     if model.window_mismatch:
         lines.append(f"window:          trained with {model.info.window}, engine runs {model.cfg.window} "
                      "(allowed; quality may differ slightly)")

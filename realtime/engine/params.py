@@ -42,10 +42,31 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("output_gain", "Output gain", -24.0, 24.0, 0.0, "dB"),
     ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True),
     ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS"),
+    # Level stage (realtime/dsp/level.py): how far the slot's output energy is held to its input's. The
+    # engine starts restoration slots at 0 (they remove energy on purpose).
+    ParamSpec("level", "Level follow", 0.0, 1.0, 1.0, "", per_slot=True),
+    # Flicker smoother of the level stage: time constant of the model's per-bin change across frames.
+    ParamSpec("smooth", "Flicker smoothing", 0.0, 50.0, 10.0, "ms", per_slot=True),
+    # Phase stage (realtime/dsp/phase.py): 0 input, 1 pghi, 2 auto (see CHOICES).
+    ParamSpec("phase", "Phase (input/pghi/auto)", 0.0, 2.0, 2.0, ""),
+    # Contract-2 controls (fed to a model only if it declares the matching optional input; see
+    # docs/model-contract.md). Direction: per-dimension offset and scale of the first DIRECTION_DIMS latent
+    # dimensions (as RAVE's VST), and guidance toward a target latent (captured live or from a file).
+    ParamSpec("latent_mode", "Noise mix (v1)", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
+    ParamSpec("toward", "Toward target", 0.0, 1.0, 0.0, "", per_slot=True),
+    ParamSpec("capture", "Capture target", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
+    *(ParamSpec(f"offset_{j + 1}", f"Offset {j + 1}", -3.0, 3.0, 0.0, "", per_slot=True) for j in range(8)),
+    *(ParamSpec(f"scale_{j + 1}", f"Scale {j + 1}", 0.0, 5.0, 1.0, "", per_slot=True) for j in range(8)),
+    *(ParamSpec(f"target_{j + 1}", f"Target {j + 1}", -8.0, 8.0, 0.0, "", per_slot=True) for j in range(16)),
     # Optional repair before the STFT (realtime/dsp/dehum.py, declick.py); the dry path hears it too.
     ParamSpec("dehum", "De-hum", 0.0, 1.0, 0.0, "", toggle=True),
     ParamSpec("declick", "De-click", 0.0, 1.0, 0.0, "", toggle=True),
 )
+#: Latent dimensions with offset/scale knobs, and dimensions of the target latent the knobs hold.
+DIRECTION_DIMS = 8
+TARGET_DIMS = 16
+#: Knobs whose values name choices (index = value): ``--set phase=pghi``, presets store the number.
+CHOICES = {"phase": ("input", "pghi", "auto")}
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 GLOBAL_NAMES = tuple(s.name for s in SPECS if not s.per_slot)
 SLOT_NAMES = tuple(s.name for s in SPECS if s.per_slot)
@@ -67,12 +88,22 @@ I_IN_GAIN = LAYOUT[("input_gain", 0)]
 I_OUT_GAIN = LAYOUT[("output_gain", 0)]
 I_BYPASS = LAYOUT[("bypass", 0)]
 I_GATE = LAYOUT[("gate", 0)]
+I_PHASE = LAYOUT[("phase", 0)]
+I_SMOOTH = np.array([LAYOUT[("smooth", s)] for s in range(MAX_SLOTS)])
+I_LEVEL = np.array([LAYOUT[("level", s)] for s in range(MAX_SLOTS)])
 I_DEHUM = LAYOUT[("dehum", 0)]
 I_DECLICK = LAYOUT[("declick", 0)]
 I_AMOUNT = np.array([LAYOUT[("amount", s)] for s in range(MAX_SLOTS)])
 I_NOISE_RATE = np.array([LAYOUT[("noise_rate", s)] for s in range(MAX_SLOTS)])
 I_FREEZE = np.array([LAYOUT[("freeze", s)] for s in range(MAX_SLOTS)])
 I_SLOT_BYPASS = np.array([LAYOUT[("slot_bypass", s)] for s in range(MAX_SLOTS)])
+I_LATENT_MODE = np.array([LAYOUT[("latent_mode", s)] for s in range(MAX_SLOTS)])
+I_TOWARD = np.array([LAYOUT[("toward", s)] for s in range(MAX_SLOTS)])
+I_CAPTURE = np.array([LAYOUT[("capture", s)] for s in range(MAX_SLOTS)])
+#: ``[slot, dim]`` indices of the direction and target knobs.
+I_OFFSET = np.array([[LAYOUT[(f"offset_{j + 1}", s)] for j in range(DIRECTION_DIMS)] for s in range(MAX_SLOTS)])
+I_SCALE = np.array([[LAYOUT[(f"scale_{j + 1}", s)] for j in range(DIRECTION_DIMS)] for s in range(MAX_SLOTS)])
+I_TARGET = np.array([[LAYOUT[(f"target_{j + 1}", s)] for j in range(TARGET_DIMS)] for s in range(MAX_SLOTS)])
 
 
 class Params:

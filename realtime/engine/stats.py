@@ -31,7 +31,8 @@ TIME_RING_POS = 17     # write position in the timing ring
 SAMPLE_RATE = 18
 GATE_OPEN = 19         # 1 when the last frame passed the gate
 STALLS = 20            # misses from a lone late block (thread off the CPU, or on time again next block)
-N_SCALARS = 21
+LIMITER_HITS = 21      # times the output reached the limiter's ceiling (an event: from below it to at it)
+N_SCALARS = 22
 
 TIME_RING = 1024       # recent per-block processing times (us)
 MAX_LATENT = 64
@@ -101,7 +102,8 @@ class Stats:
             "cpu_share_p50": float(p50 / period), "cpu_share_p99": float(p99 / period),
             "in_peak_db": db(s[IN_PEAK]), "in_rms_db": db(s[IN_RMS]),
             "out_peak_db": db(s[OUT_PEAK]), "out_rms_db": db(s[OUT_RMS]),
-            "limiter_gr_db": float(s[LIMITER_GR_DB]), "gate_open": bool(s[GATE_OPEN]),
+            "limiter_gr_db": float(s[LIMITER_GR_DB]), "limiter_hits": int(s[LIMITER_HITS]),
+            "gate_open": bool(s[GATE_OPEN]),
             "algo_latency_samples": int(s[ALGO_LATENCY]), "algo_latency_ms": float(algo_ms),
             "device_latency_ms": float(1e3 * (s[DEVICE_LATENCY_IN] + s[DEVICE_LATENCY_OUT])),
             "total_latency_ms": float(algo_ms + 1e3 * (s[DEVICE_LATENCY_IN] + s[DEVICE_LATENCY_OUT])),

@@ -8,11 +8,12 @@ so a caller never applies half of one. The CLI and tests use this module without
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime.engine.params import MAX_SLOTS, ParamError, Params
+from realtime.errors import OutputFileError
+from realtime.fileio import write_text
 from realtime.gui.midi import Binding, parse_bindings
 from realtime.paths import PRETRAINED, resolve_model
 
@@ -63,12 +64,10 @@ def to_json(preset: Preset) -> dict:
 def save_preset(path: str | Path, preset: Preset) -> Path:
     """Write ``preset`` as JSON (atomically: a crash never leaves half a file)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(to_json(preset), indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise PresetError(f"cannot write preset {path}: {exc.strerror or exc}") from None
+        write_text(path, json.dumps(to_json(preset), indent=2) + "\n")
+    except OutputFileError as exc:
+        raise PresetError(f"cannot write preset: {exc}") from None
     return path
 
 

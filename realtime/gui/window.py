@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from realtime.engine.params import DIRECTION_DIMS
 from realtime.gui.knob import KnobControl, ToggleControl
 from realtime.gui.meters import LatentBars, LevelMeter
 from realtime.gui.midi import MidiInput, MidiMap
@@ -240,6 +241,12 @@ class MainWindow(QMainWindow):
             "freeze": ToggleControl(p, "freeze"),
             "slot_bypass": ToggleControl(p, "slot_bypass", text="Slot bypass"),
         }
+        # Direction (contract-2 models with a learned prior; a model without the inputs ignores them).
+        self.knobs["latent_mode"] = ToggleControl(p, "latent_mode", text="Noise mix (v1)")
+        self.knobs["toward"] = KnobControl(p, "toward")
+        for j in range(DIRECTION_DIMS):
+            self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=34)
+            self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=34)
         for k in self.knobs.values():
             k.learnRequested.connect(self.learn)
             k.forgetRequested.connect(self.forget_midi)
@@ -261,10 +268,45 @@ class MainWindow(QMainWindow):
         for name in ("bypass", "freeze", "slot_bypass"):
             toggles.addWidget(self.knobs[name])
         center.addLayout(toggles)
+        center.addWidget(self._direction())
         body.addLayout(center, 1)
         body.addWidget(self.out_meter)
         frame.setMinimumWidth(470)
         return frame
+
+    def _direction(self) -> QFrame:
+        """Latent direction: target capture, toward, noise-mix mode, per-dimension offset and scale."""
+        frame, lay = _card("DIRECTION")
+        top = QHBoxLayout()
+        self.capture_button = QPushButton("Capture target")
+        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it")
+        # Momentary: the engine captures on the rising edge of the 'capture' knob (so MIDI and OSC can too).
+        self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
+        self.capture_button.released.connect(lambda: self._set_capture(0.0))
+        top.addWidget(self.capture_button)
+        top.addWidget(self.knobs["toward"])
+        top.addWidget(self.knobs["latent_mode"])
+        lay.addLayout(top)
+        for prefix in ("offset", "scale"):
+            row = QHBoxLayout()
+            row.setSpacing(0)
+            for j in range(DIRECTION_DIMS):
+                k = self.knobs[f"{prefix}_{j + 1}"]
+                k.label.setText(f"{prefix[0].upper()}{j + 1}")
+                row.addWidget(k)
+            lay.addLayout(row)
+        return frame
+
+    def _set_capture(self, value: float) -> None:
+        try:
+            self.params.set("capture", value, self.current_slot())
+        except Exception as exc:  # noqa: BLE001 - a Qt slot must not raise
+            self.show_error(_one_line(exc))
+
+    def current_slot(self) -> int:
+        """The slot the knobs are showing."""
+        combo = getattr(self, "slot_combo", None)
+        return max(0, combo.currentIndex()) if combo is not None else 0
 
     def _monitor(self) -> QVBoxLayout:
         col = QVBoxLayout()

@@ -43,6 +43,7 @@ import numpy as np
 
 from realtime.config import OFFLINE_BLOCK, WINDOW_MODES, StftConfig
 from realtime.engine.engine import Engine
+from realtime.fileio import atomic_path, write_bytes, write_text
 from realtime.io import cpuwake
 from realtime.io.offline import process_signal
 from realtime.paths import PRETRAINED
@@ -584,7 +585,7 @@ def relabel_hop(src: Path, dst: Path, hop: int) -> Path:
     for p in proto.metadata_props:
         if p.key == "hop":
             p.value = str(hop)
-    onnx.save(proto, str(dst))
+    write_bytes(dst, proto.SerializeToString())
     return dst
 
 
@@ -973,8 +974,8 @@ def plot_report(r: dict, path: Path) -> Path:
     fig.suptitle(f"Audio Diffusion Host benchmark, {m.get('date', '')}, {m.get('cpus')} CPUs, "
                  f"model {Path(m.get('model', '')).name}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -995,7 +996,7 @@ def write_report(r: dict, out_dir: Path, plot: bool = True) -> list[Path]:
     """Write ``latest.json`` (and ``latest.png``) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "latest.json"
-    js.write_text(json.dumps(_jsonable(r), indent=1) + "\n")
+    write_text(js, json.dumps(_jsonable(r), indent=1) + "\n")
     paths = [js]
     if plot:
         paths.append(plot_report(r, out_dir / "latest.png"))

@@ -455,28 +455,176 @@ def cause(t_end: float, dur: float, stalls: list[tuple[float, float]], swaps: li
     return "engine"
 
 
+def _connect_server(res: SoakResult, workdir: Path):
+    """Use the running JACK server, or start a dummy one; returns ``(server name, own JackServer or None)``."""
+    from realtime.tools.jackserver import JackServer
+
+    name = os.environ.get("JACK_DEFAULT_SERVER", "default")
+    if jack_running(name):
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        res.server = f"{name} (already running)"
+        return name, None
+    own = JackServer(f"adh-soak-{os.getpid()}", log_dir=workdir).start()
+    res.server = f"{own.name} (started: dummy, {own.rate} Hz, period {own.period})"
+    return own.name, own
+
+
+@dataclass
+class _Watch:
+    """What the soak's polling loop saw."""
+
+    times: list = field(default_factory=list)          # block-time chunks (end times, durations)
+    swap_windows: list = field(default_factory=list)   # (start, end) of each swap's load and crossfade
+    miss_events: list = field(default_factory=list)    # (index of the chunk read with it, new misses)
+    swap_ms: list = field(default_factory=list)
+    t_start: float = 0.0
+    t_stop: float = 0.0
+    s0: dict = field(default_factory=dict)
+    s1: dict = field(default_factory=dict)
+
+
+def _watch(res: SoakResult, host, ctl: _Controller, seconds: float, swap_every: float, pid: int, say) -> _Watch:
+    """Poll the engine for ``seconds``: block times, misses, stalls, hot swaps every ``swap_every`` s, memory."""
+    w = _Watch(t_start=time.monotonic())
+    w.s0 = host.stats.summary()
+    pos = _drain_times(host.stats, int(host.stats.scalars[S.TIME_RING_POS]), [])
+    misses_seen, last_cb, last_cb_t = w.s0["misses"], w.s0["callbacks"], w.t_start
+    stalled = False
+    next_swap = w.t_start + swap_every if swap_every > 0 else math.inf
+    next_rss, next_say = w.t_start + 1.0, w.t_start + 30.0
+    t_end = w.t_start + seconds
+    which = 0
+    while True:
+        now = time.monotonic()
+        if now >= t_end:
+            break
+        ctl.pump(min(POLL_S, t_end - now))
+        now = time.monotonic()
+        pos = _drain_times(host.stats, pos, w.times)
+        s = host.stats.summary()
+        if s["misses"] != misses_seen:
+            res.miss_times_s.append(round(now - w.t_start, 2))
+            w.miss_events.append((len(w.times) - 1, s["misses"] - misses_seen))
+            misses_seen = s["misses"]
+        if s["callbacks"] != last_cb:
+            last_cb, last_cb_t, stalled = s["callbacks"], now, False
+        elif now - last_cb_t > 1.0 and not stalled:
+            stalled = True
+            res.stalls += 1
+            res.errors.append(f"callbacks stopped at {now - w.t_start:.1f} s")
+            if not host._proc.is_alive():
+                res.errors.append(f"the engine process exited (code {host._proc.exitcode})")
+                break
+        if now >= next_swap and now < t_end - 1.0:  # leave the last crossfade time to finish
+            which ^= 1
+            t0, m0 = time.perf_counter(), time.monotonic()
+            try:
+                ctl.swap(res.models[which])
+                res.swaps_requested += 1
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                res.swap_errors.append(f"{Path(res.models[which]).name}: {exc}")
+            w.swap_ms.append(1e3 * (time.perf_counter() - t0))
+            w.swap_windows.append((m0, time.monotonic() + 0.3))  # the load, then the 171 ms crossfade
+            next_swap += swap_every
+        if now >= next_rss:
+            res.rss_series_mb.append(round(rss_mb(pid), 2))
+            next_rss += 1.0
+        if now >= next_say:
+            say(f"soak: {now - w.t_start:5.0f} s  callbacks {s['callbacks']}  xruns {s['xruns']}  "
+                f"misses {s['misses']}  errors {s['model_errors']}  swaps {s['swaps']}  "
+                f"rss {rss_mb(pid):.1f} MB")
+            next_say += 30.0
+    ctl.pump(0.3)  # the last swap's crossfade (171 ms) completes
+    w.t_stop = time.monotonic()
+    _drain_times(host.stats, pos, w.times)
+    w.s1 = host.stats.summary()
+    return w
+
+
+def _memory_growth(res: SoakResult) -> None:
+    """Memory growth over the run, robust to glibc's saw-tooth.
+
+    glibc keeps a freed model's pages for reuse, so RSS saw-tooths by about a model's size with the swaps and
+    creeps up for a few hundred swaps before it saturates (measured offline: +9 MB over 600 swaps, and flat at
+    +0.2 MB once malloc_trim returns the free pages). So growth compares the RSS after malloc_trim at start and
+    end when the host can trim; else the floor of the last third of the samples against the first third's.
+    """
+    res.rss_series_mb.append(round(res.rss_end_mb, 2))
+    res.rss_max_mb = float(np.nanmax([res.rss_start_mb, *res.rss_series_mb]))
+    rs = [res.rss_start_mb, *res.rss_series_mb]
+    third = max(1, len(rs) // 3)
+    res.rss_floor_start_mb, res.rss_floor_end_mb = float(np.min(rs[:third])), float(np.min(rs[-third:]))
+    if math.isfinite(res.rss_trimmed_end_mb - res.rss_trimmed_start_mb):
+        res.rss_growth_mb = round(res.rss_trimmed_end_mb - res.rss_trimmed_start_mb, 2)
+    else:
+        res.rss_growth_mb = round(res.rss_floor_end_mb - res.rss_floor_start_mb, 2)
+
+
+def _count(res: SoakResult, w: _Watch, block_size: int, sample_rate: float) -> None:
+    """The run's counters, from the statistics at the start and the end of the watch."""
+    s0, s1 = w.s0, w.s1
+    res.elapsed_s = w.t_stop - w.t_start
+    res.callbacks = s1["callbacks"] - s0["callbacks"]
+    res.expected_callbacks = res.elapsed_s * sample_rate / block_size
+    res.xruns = s1["xruns"] - s0["xruns"]
+    res.misses = s1["misses"] - s0["misses"]
+    res.engine_stalls = s1.get("stalls", 0) - s0.get("stalls", 0)
+    res.model_errors = s1["model_errors"] - s0["model_errors"]
+    res.bad_input_blocks = s1["bad_input_blocks"] - s0["bad_input_blocks"]
+    res.swaps_completed = s1["swaps"] - s0["swaps"]
+    res.block_period_us = s1["block_period_us"]
+
+
+def _attribute(res: SoakResult, w: _Watch, stalls: list, period_s: float) -> None:
+    """Blame every late block and every miss: the machine (the probe saw a stall), a swap, or the engine."""
+    res.machine_stalls = len(stalls)
+    res.machine_stall_max_ms = round(1e3 * max((lat for _, lat in stalls), default=0.0), 2)
+    # Every late block, and every miss through the late blocks of the chunk read with it (or the next: a block
+    # can end between the two reads).
+    per_chunk = [late_blocks([c], period_s) for c in w.times]
+    causes = [[cause(te, d, stalls, w.swap_windows) for te, d in chunk] for chunk in per_chunk]
+    res.late_blocks = {k: sum(c.count(k) for c in causes) for k in ("machine", "swap", "engine")}
+    res.late_block_list = [(round(te - w.t_start, 3), round(1e3 * d, 2), c)
+                           for chunk, cs in zip(per_chunk, causes, strict=True)
+                           for (te, d), c in zip(chunk, cs, strict=True)]
+    res.misses_by_cause = {"machine": 0, "swap": 0, "engine": 0}
+    for i, n in w.miss_events:
+        found = [c for j in (i, i + 1) if 0 <= j < len(causes) for c in causes[j]]
+        which = next((k for k in ("engine", "swap", "machine") if k in found), "engine")
+        res.misses_by_cause[which] += n
+    unread = res.misses - sum(n for _, n in w.miss_events)
+    res.misses_by_cause["engine"] += max(unread, 0)  # misses the loop did not see happen
+    # The probe cannot see every slowdown of a shared VM (in its noisy phases a model call takes 3x longer with no
+    # core taken away); the engine's thread-CPU test sees those. Only a miss neither explains is the engine's.
+    res.unexplained_misses = min(res.misses_by_cause["engine"], max(res.misses - res.engine_stalls, 0))
+
+
+def _block_times(res: SoakResult, w: _Watch) -> None:
+    """Block-time percentiles, blocks over the deadline, and swap request times."""
+    t = np.concatenate([c[1] for c in w.times]) if w.times else np.zeros(0)
+    res.blocks_timed = int(t.size)
+    if t.size:
+        p50, p99, p999, pmax = np.percentile(t, [50, 99, 99.9, 100])
+        res.block_us = {"p50": round(float(p50), 1), "p99": round(float(p99), 1),
+                        "p99.9": round(float(p999), 1), "max": round(float(pmax), 1)}
+        res.blocks_over_deadline = int(np.sum(t > 0.75 * res.block_period_us))
+    if w.swap_ms:
+        res.swap_ms = {"median": round(float(np.median(w.swap_ms)), 1), "max": round(float(np.max(w.swap_ms)), 1)}
+
+
 def run_soak(seconds: float, *, load: bool = False, gui: bool = True, swap_every: float = 10.0,
              models: list[str] | None = None, block_size: int = 128, with_source: bool = True,
              log=None) -> SoakResult:
     """Run one soak and return its :class:`SoakResult` (``passed`` set from the pass criteria)."""
     from realtime.io.host import ProcessHost
-    from realtime.tools.jackserver import JackServer
 
     say = log or (lambda msg: None)
     res = SoakResult(seconds=seconds, load=load)
     workdir = Path(tempfile.mkdtemp(prefix="adh-soak-"))
-    server = own_server = source = hog = host = ctl = sweeper = probe = None
+    own_server = source = hog = host = ctl = sweeper = probe = None
     try:
         res.models = _pick_models(models, workdir)
-        name = os.environ.get("JACK_DEFAULT_SERVER", "default")
-        if jack_running(name):
-            os.environ["JACK_DEFAULT_SERVER"] = name
-            server = name
-            res.server = f"{name} (already running)"
-        else:
-            own_server = JackServer(f"adh-soak-{os.getpid()}", log_dir=workdir).start()
-            server = own_server.name
-            res.server = f"{server} (started: dummy, {own_server.rate} Hz, period {own_server.period})"
+        server, own_server = _connect_server(res, workdir)
         say(f"soak: JACK server {res.server}; models {', '.join(Path(m).name for m in res.models)}")
         host = ProcessHost()
         ctl = _Controller(host, res.models, block_size, gui)
@@ -495,7 +643,7 @@ def run_soak(seconds: float, *, load: bool = False, gui: bool = True, swap_every
             say(f"soak: busy-loop load process {hog.pid} pinned to cpu {(os.cpu_count() or 1) - 1}")
         sweeper = KnobSweeper(host.params)
         sweeper.start()
-        period_s = block_size / float(host.stats.scalars[S.SAMPLE_RATE])
+        sample_rate = float(host.stats.scalars[S.SAMPLE_RATE])
         probe = MachineProbe().start()
         res.probe_realtime = probe.realtime
         ctl.pump(1.0)  # settle: the sweeper's first knob values, the panel's first paints
@@ -509,124 +657,16 @@ def run_soak(seconds: float, *, load: bool = False, gui: bool = True, swap_every
         trimmed = getattr(host, "memory", None)  # RSS after malloc_trim in the engine process, if offered
         if trimmed is not None:
             res.rss_trimmed_start_mb = round(trimmed()["trimmed_rss_mb"], 2)
-        times: list = []
-        swap_windows: list[tuple[float, float]] = []
-        t_start = time.monotonic()
-        s0 = host.stats.summary()
-        pos = _drain_times(host.stats, int(host.stats.scalars[S.TIME_RING_POS]), [])
-        misses_seen, last_cb, last_cb_t = s0["misses"], s0["callbacks"], t_start
-        miss_events: list[tuple[int, int]] = []  # (index of the block-time chunk read with it, new misses)
-        stalled = False
-        swap_ms: list[float] = []
-        next_swap = t_start + swap_every if swap_every > 0 else math.inf
-        next_rss = t_start + 1.0
-        next_say = t_start + 30.0
-        t_end = t_start + seconds
-        which = 0
-        while True:
-            now = time.monotonic()
-            if now >= t_end:
-                break
-            ctl.pump(min(POLL_S, t_end - now))
-            now = time.monotonic()
-            pos = _drain_times(host.stats, pos, times)
-            s = host.stats.summary()
-            if s["misses"] != misses_seen:
-                res.miss_times_s.append(round(now - t_start, 2))
-                miss_events.append((len(times) - 1, s["misses"] - misses_seen))
-                misses_seen = s["misses"]
-            if s["callbacks"] != last_cb:
-                last_cb, last_cb_t, stalled = s["callbacks"], now, False
-            elif now - last_cb_t > 1.0 and not stalled:
-                stalled = True
-                res.stalls += 1
-                res.errors.append(f"callbacks stopped at {now - t_start:.1f} s")
-                if not host._proc.is_alive():
-                    res.errors.append(f"the engine process exited (code {host._proc.exitcode})")
-                    break
-            if now >= next_swap and now < t_end - 1.0:  # leave the last crossfade time to finish
-                which ^= 1
-                t0 = time.perf_counter()
-                m0 = time.monotonic()
-                try:
-                    ctl.swap(res.models[which])
-                    res.swaps_requested += 1
-                except Exception as exc:  # noqa: BLE001 - counted and reported
-                    res.swap_errors.append(f"{Path(res.models[which]).name}: {exc}")
-                swap_ms.append(1e3 * (time.perf_counter() - t0))
-                swap_windows.append((m0, time.monotonic() + 0.3))  # the load, then the 171 ms crossfade
-                next_swap += swap_every
-            if now >= next_rss:
-                res.rss_series_mb.append(round(rss_mb(pid), 2))
-                next_rss += 1.0
-            if now >= next_say:
-                say(f"soak: {now - t_start:5.0f} s  callbacks {s['callbacks']}  xruns {s['xruns']}  "
-                    f"misses {s['misses']}  errors {s['model_errors']}  swaps {s['swaps']}  "
-                    f"rss {rss_mb(pid):.1f} MB")
-                next_say += 30.0
-        ctl.pump(0.3)  # the last swap's crossfade (171 ms) completes
-        t_stop = time.monotonic()
-        pos = _drain_times(host.stats, pos, times)
-        s1 = host.stats.summary()
+        w = _watch(res, host, ctl, seconds, swap_every, pid, say)
         res.rss_end_mb = rss_mb(pid)
         if trimmed is not None:
             res.rss_trimmed_end_mb = round(trimmed()["trimmed_rss_mb"], 2)
-        res.rss_series_mb.append(round(res.rss_end_mb, 2))
-        res.rss_max_mb = float(np.nanmax([res.rss_start_mb, *res.rss_series_mb]))
-        # glibc keeps a freed model's pages for reuse, so RSS saw-tooths by about a model's size with the
-        # swaps and creeps up for a few hundred swaps before it saturates (measured offline: +9 MB over
-        # 600 swaps, and flat at +0.2 MB once malloc_trim returns the free pages). So growth compares the
-        # RSS after malloc_trim at start and end when the host can trim; else the floor of the last third
-        # of the samples against the first third's.
-        rs = [res.rss_start_mb, *res.rss_series_mb]
-        third = max(1, len(rs) // 3)
-        res.rss_floor_start_mb, res.rss_floor_end_mb = float(np.min(rs[:third])), float(np.min(rs[-third:]))
-        if math.isfinite(res.rss_trimmed_end_mb - res.rss_trimmed_start_mb):
-            res.rss_growth_mb = round(res.rss_trimmed_end_mb - res.rss_trimmed_start_mb, 2)
-        else:
-            res.rss_growth_mb = round(res.rss_floor_end_mb - res.rss_floor_start_mb, 2)
-        res.elapsed_s = t_stop - t_start
-        res.callbacks = s1["callbacks"] - s0["callbacks"]
-        res.expected_callbacks = res.elapsed_s * float(host.stats.scalars[S.SAMPLE_RATE]) / block_size
-        res.xruns = s1["xruns"] - s0["xruns"]
-        res.misses = s1["misses"] - s0["misses"]
-        res.engine_stalls = s1.get("stalls", 0) - s0.get("stalls", 0)
-        res.model_errors = s1["model_errors"] - s0["model_errors"]
-        res.bad_input_blocks = s1["bad_input_blocks"] - s0["bad_input_blocks"]
-        res.swaps_completed = s1["swaps"] - s0["swaps"]
-        res.block_period_us = s1["block_period_us"]
-        stalls = [st for st in probe.stop() if t_start <= st[0] <= t_stop]
+        _memory_growth(res)
+        _count(res, w, block_size, sample_rate)
+        stalls = [st for st in probe.stop() if w.t_start <= st[0] <= w.t_stop]
         probe = None
-        res.machine_stalls = len(stalls)
-        res.machine_stall_max_ms = round(1e3 * max((lat for _, lat in stalls), default=0.0), 2)
-        # Every late block, and every miss through the late blocks of the chunk read with it (or the next:
-        # a block can end between the two reads).
-        per_chunk = [late_blocks([c], period_s) for c in times]
-        causes = [[cause(te, d, stalls, swap_windows) for te, d in chunk] for chunk in per_chunk]
-        res.late_blocks = {k: sum(c.count(k) for c in causes) for k in ("machine", "swap", "engine")}
-        res.late_block_list = [(round(te - t_start, 3), round(1e3 * d, 2), c)
-                               for chunk, cs in zip(per_chunk, causes, strict=True)
-                               for (te, d), c in zip(chunk, cs, strict=True)]
-        res.misses_by_cause = {"machine": 0, "swap": 0, "engine": 0}
-        for i, n in miss_events:
-            found = [c for j in (i, i + 1) if 0 <= j < len(causes) for c in causes[j]]
-            which = next((k for k in ("engine", "swap", "machine") if k in found), "engine")
-            res.misses_by_cause[which] += n
-        unread = res.misses - sum(n for _, n in miss_events)
-        res.misses_by_cause["engine"] += max(unread, 0)  # misses the loop did not see happen
-        # The probe cannot see every slowdown of a shared VM (in its noisy phases a model call takes 3x longer
-        # with no core taken away); the engine's thread-CPU test sees those. Only a miss neither explains
-        # is the engine's.
-        res.unexplained_misses = min(res.misses_by_cause["engine"], max(res.misses - res.engine_stalls, 0))
-        t = np.concatenate([c[1] for c in times]) if times else np.zeros(0)
-        res.blocks_timed = int(t.size)
-        if t.size:
-            p50, p99, p999, pmax = np.percentile(t, [50, 99, 99.9, 100])
-            res.block_us = {"p50": round(float(p50), 1), "p99": round(float(p99), 1),
-                            "p99.9": round(float(p999), 1), "max": round(float(pmax), 1)}
-            res.blocks_over_deadline = int(np.sum(t > 0.75 * res.block_period_us))
-        if swap_ms:
-            res.swap_ms = {"median": round(float(np.median(swap_ms)), 1), "max": round(float(np.max(swap_ms)), 1)}
+        _attribute(res, w, stalls, block_size / sample_rate)
+        _block_times(res, w)
         res.knob_writes = sweeper.writes
         if sweeper.error:
             res.errors.append(f"knob sweeper: {sweeper.error}")
@@ -732,7 +772,9 @@ def main(argv: list[str] | None = None) -> int:
                    models=args.model, block_size=args.blocksize, with_source=not args.no_source, log=log)
     print(format_report(res), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        from realtime.fileio import write_text
+
+        write_text(args.json, json.dumps(res.to_json(), indent=2) + "\n")
     return 0 if res.passed else 1
 
 

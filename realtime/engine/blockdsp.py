@@ -7,20 +7,23 @@ and keeps its smoothing state in a small float64 array owned by the engine.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from realtime.dsp.features import apply_features_into, log_magnitude_into
+from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
+from realtime.dsp.level import follow, frame_ratio
 from realtime.dsp.noise import ar1_frames
+from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame
 from realtime.dsp.ringbuffer import rb_read, rb_write
-from realtime.dsp.stft import analyze_kernel, synthesize_kernel
+from realtime.dsp.stft import StftBuffers, analyze_kernel, synthesize_kernel
 from realtime.engine import stats as _S
 
 # Stats slots as plain module constants (numba freezes globals at compile time).
 S_BAD_INPUT, S_IN_PEAK, S_IN_RMS = _S.BAD_INPUT, _S.IN_PEAK, _S.IN_RMS
 S_OUT_PEAK, S_OUT_RMS, S_LIMITER_GR_DB = _S.OUT_PEAK, _S.OUT_RMS, _S.LIMITER_GR_DB
-S_GATE_OPEN, S_FRAMES = _S.GATE_OPEN, _S.FRAMES
+S_GATE_OPEN, S_FRAMES, S_LIMITER_HITS = _S.GATE_OPEN, _S.FRAMES, _S.LIMITER_HITS
 
 #: Input samples are clamped to this magnitude (+24 dBFS): a sane ceiling for "huge" garbage input.
 INPUT_CLAMP = 16.0
@@ -105,7 +108,8 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
 
     ``state`` = [mix, gain, limiter envelope]. The limiter's gain is computed from the very sample it
     scales, so ``|out| <= ceiling`` holds for every sample; non-finite values become 0.
-    Returns ``(peak, sum_of_squares, min_limiter_gain)``.
+    Returns ``(peak, sum_of_squares, min_limiter_gain, hits)``: ``hits`` counts the samples where the
+    envelope rose from below the ceiling to above it (each a time the output reached the ceiling).
     """
     m = state[0]
     g = state[1]
@@ -113,6 +117,7 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
     peak = 0.0
     ss = 0.0
     min_gain = 1.0
+    hits = 0
     for i in range(out.shape[0]):
         m = _approach(m, mix_target, k)
         g = _approach(g, gain_target, k)
@@ -123,6 +128,8 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
         if not math.isfinite(y):
             y = 0.0
         a = abs(y)
+        if a > ceiling and env <= ceiling:
+            hits += 1
         env = a if a > env else env * release
         lg = 1.0
         if env > ceiling:
@@ -142,7 +149,7 @@ def mix_limit(dry: np.ndarray, wet: np.ndarray, out: np.ndarray, state: np.ndarr
     state[0] = m
     state[1] = g
     state[2] = env if env > 1e-30 else 0.0
-    return peak, ss, min_gain
+    return peak, ss, min_gain, hits
 
 
 @numba.njit(cache=True, nogil=True)
@@ -170,58 +177,129 @@ def ramp_column(out: np.ndarray, start: float, target: float, k: float) -> float
 
 # --- the two fused per-block kernels of the engine: one before the model calls, one after ------------
 # Fusing matters: each numba call from Python costs ~1-2 us of dispatch, and a block made 13 of them.
+# Their state is structured (PreState / PostState: named arrays, built once by the engine), so the
+# kernels take a handful of arguments and the engine reads no other class's private fields.
+
+class PreState(NamedTuple):
+    """Everything :func:`pre_block` streams through (see :func:`make_pre_state`)."""
+
+    x_buf: np.ndarray       # work: the sanitised block
+    in_state: np.ndarray    # [smoothed input gain]
+    dry_buf: np.ndarray     # dry delay line (ring) and its state
+    dry_state: np.ndarray
+    dry_full: np.ndarray    # work: the block's delayed dry signal
+    stft: StftBuffers
+    feat: np.ndarray        # (max_frames, n_bins) features of the block's frames
+    frame_ms: np.ndarray    # per-frame mean square (Parseval)
+    gate_state: np.ndarray  # [gate weight]
+    frame_wet: np.ndarray   # per-frame gate weight
+    stats: np.ndarray       # the engine's stats scalars
+    consts: np.ndarray      # [knob smoothing per sample, Parseval norm]
+
+
+class PostState(NamedTuple):
+    """Everything :func:`post_block` streams through (see :func:`make_post_state`)."""
+
+    stft: StftBuffers
+    feat_in: np.ndarray     # the chain input's features (from pre_block)
+    frame_wet: np.ndarray
+    target: np.ndarray      # (n_bins,) work: one frame's new log-magnitude
+    mag: np.ndarray         # (n_bins,) work: its magnitude
+    scratch: np.ndarray     # (n_bins,) complex64 work
+    ratio: np.ndarray       # (max_frames,) the chain's frame energy ratio (level follower reference)
+    pghi: PghiState
+    level_coefs: np.ndarray
+    follow_state: np.ndarray  # level.follow's [wet energy, reference energy, gain, ratio]
+    wet_full: np.ndarray    # work: the synthesised wet block (before the level follower)
+    followed: np.ndarray    # work: the wet block after the level follower
+    dry_full: np.ndarray    # the block's delayed dry signal (pre_block's dry_full)
+    mix_state: np.ndarray   # [mix, output gain, limiter envelope]
+    stats: np.ndarray
+    spec_in: np.ndarray     # stats: last frame's input / output features (panel spectrum)
+    spec_out: np.ndarray
+    consts: np.ndarray      # [knob smoothing per sample, limiter ceiling, limiter release]
+
 
 @numba.njit(cache=True, nogil=True)
-def pre_block(x_in, in_gain, gate_thresh, x_buf, in_state, k, dry_buf, dry_state, dry_full, stft_in_buf,
-              stft_in_state, frame, wa, tmp, spec, hop, feat, ms_norm, frame_ms, gate_state, frame_wet, st):
+def pre_block(x_in, in_gain, gate_thresh, ps):
     """Sanitise + input gain, dry delay line, STFT analysis, features, gate. Returns the frame count.
 
-    ``x_buf`` and ``dry_full`` are work buffers of at least ``len(x_in)`` samples; the block's delayed dry
-    signal is left in ``dry_full[:len(x_in)]``. Writes the input statistics into ``st`` (the engine's
-    stats scalars). The engine passes every argument after ``gate_thresh`` as one prebuilt tuple.
+    The block's delayed dry signal is left in ``ps.dry_full[:len(x_in)]``; the input statistics go into
+    ``ps.stats`` (the engine's stats scalars).
     """
     n = x_in.shape[0]
-    x = x_buf[:n]
-    dry = dry_full[:n]
-    bad, peak, ss = sanitize_input(x_in, x, in_state, in_gain, k)
+    x = ps.x_buf[:n]
+    dry = ps.dry_full[:n]
+    st = ps.stats
+    bad, peak, ss = sanitize_input(x_in, x, ps.in_state, in_gain, ps.consts[0])
     if bad:
         st[S_BAD_INPUT] += 1
     st[S_IN_PEAK] = peak
     st[S_IN_RMS] = math.sqrt(ss / max(n, 1))
-    rb_write(dry_buf, dry_state, x)
-    rb_read(dry_buf, dry_state, dry)
-    nf = analyze_kernel(x, stft_in_buf, stft_in_state, frame, wa, tmp, spec, hop)
+    rb_write(ps.dry_buf, ps.dry_state, x)
+    rb_read(ps.dry_buf, ps.dry_state, dry)
+    sb = ps.stft
+    nf = analyze_kernel(x, sb.in_buf, sb.in_state, sb.frame, sb.wa, sb.tmp, sb.spec, sb.hop)
     if nf:
-        log_magnitude_into(spec[:nf], feat[:nf])
-        frame_mean_square(spec[:nf], ms_norm, frame_ms[:nf])
-        g = gate_weights(frame_ms[:nf], gate_thresh, gate_state, frame_wet[:nf])
+        log_magnitude_into(sb.spec[:nf], ps.feat[:nf])
+        frame_mean_square(sb.spec[:nf], ps.consts[1], ps.frame_ms[:nf])
+        g = gate_weights(ps.frame_ms[:nf], gate_thresh, ps.gate_state, ps.frame_wet[:nf])
         st[S_GATE_OPEN] = 1.0 if g > 0.5 else 0.0
         st[S_FRAMES] += nf
     return nf
 
 
-@numba.njit(cache=True, nogil=True)
-def post_block(nf, feat_out, use_model, x_out, mix, out_gain, spec, feat_in, frame_wet, out_spec, ws, tmp, acc,
-               out_buf, out_state, hop, wet_full, dry_full, mix_state, k, ceiling, release, st, spec_in, spec_out):
-    """New magnitudes with the input phase, overlap-add synthesis, mix, output gain, limiter, statistics.
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def new_magnitude(spec_row, in_feat, out_feat, w, use_model, target, mag):
+    """One frame's new log-magnitude ``target`` (the gate weight ``w`` blends input and model in the log
+    domain; non-finite model values fall back to the input bin) and magnitude ``mag``."""
+    for k in range(spec_row.shape[0]):
+        o = out_feat[k] if use_model else in_feat[k]
+        o = o if _finite32(o) else in_feat[k]
+        t = (np.float32(1.0) - w) * in_feat[k] + w * o
+        target[k] = t
+        mag[k] = max(_exp32(min(t, np.float32(30.0))) - _EPS32, np.float32(0.0))
 
-    ``dry_full[:len(x_out)]`` holds the block's delayed dry signal (from :func:`pre_block`); ``wet_full``
-    is a work buffer. The engine passes every argument after ``out_gain`` as one prebuilt tuple.
+
+@numba.njit(cache=True, nogil=True)
+def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level, ps):
+    """New magnitudes, their phase (``phase_mode``: input / pghi / auto), overlap-add synthesis, the level
+    follower (``level`` 0..1), mix, output gain, limiter, statistics.
+
+    ``ps.dry_full[:len(x_out)]`` holds the block's delayed dry signal (from :func:`pre_block`).
     """
     n = x_out.shape[0]
-    wet = wet_full[:n]
-    dry = dry_full[:n]
+    wet = ps.wet_full[:n]
+    dry = ps.dry_full[:n]
+    sb = ps.stft
+    feat_in = ps.feat_in
+    st = ps.stats
     if nf:
-        if use_model:
-            apply_features_into(spec[:nf], feat_in[:nf], feat_out[:nf], frame_wet[:nf], out_spec[:nf])
+        if phase_mode == MODE_INPUT:
+            if use_model:
+                apply_features_into(sb.spec[:nf], feat_in[:nf], feat_out[:nf], ps.frame_wet[:nf], sb.out_spec[:nf])
+            else:
+                sb.out_spec[:nf] = sb.spec[:nf]
+            for f in range(nf):  # the phase integrator follows along, so a switch to pghi continues smoothly
+                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
+                              ps.target, ps.mag)
+                phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, MODE_INPUT, ps.scratch)
         else:
-            out_spec[:nf] = spec[:nf]
+            for f in range(nf):
+                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
+                              ps.target, ps.mag)
+                phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, phase_mode, sb.out_spec[f])
         nb = feat_in.shape[1]
         for b in range(nb):
-            spec_in[b] = feat_in[nf - 1, b]
-            spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
-    synthesize_kernel(out_spec, nf, ws, tmp, acc, out_buf, out_state, wet, hop)
-    peak, ss, lim = mix_limit(dry, wet, x_out, mix_state, mix, out_gain, k, ceiling, release)
+            ps.spec_in[b] = feat_in[nf - 1, b]
+            ps.spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
+        frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
+    synthesize_kernel(sb.out_spec, nf, sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, wet, sb.hop)
+    followed = ps.followed[:n]
+    follow(wet, dry, ps.ratio, nf, sb.hop, ps.follow_state, level, ps.level_coefs, followed)
+    c = ps.consts
+    peak, ss, lim, hits = mix_limit(dry, followed, x_out, ps.mix_state, mix, out_gain, c[0], c[1], c[2])
+    st[S_LIMITER_HITS] += hits
     st[S_OUT_PEAK] = peak
     st[S_OUT_RMS] = math.sqrt(ss / max(n, 1))
     st[S_LIMITER_GR_DB] = -20.0 * math.log10(lim)

@@ -1,0 +1,162 @@
+"""Level stage: the wet output's short-term energy follows the input's (allocation-free kernels).
+
+Two parts, because neither alone holds the level (measured, /work/shared/SOUND-NOTES.md):
+
+1. :func:`level_frames`, per model slot, in the feature domain: each output frame's *energy* (not its
+   mean log-magnitude: a peaky spectrum decoded as a flat one with the same mean log differs by tens
+   of dB) is pulled to the slot input frame's energy through a smoothed gain. Gain cuts act within
+   about a frame (a burst the model decodes is caught before it is heard), gain rises over
+   :data:`FRAME_RELEASE_S`, so a single loud or quiet decoded frame moves the gain little: no chasing of
+   frame-to-frame flicker, no pumping on steady tones.
+2. :func:`follow`, after overlap-add: frames whose magnitude changed still partly cancel (or add) in
+   overlap-add, so the synthesised wet is compared, sample by sample through one-pole energy
+   followers (:data:`FOLLOW_S`), with the delayed dry signal times the energy ratio the chain asked
+   for (``ratio``: 1 when the slots kept the level, below 1 where a restoration slot removed energy).
+   Its gain also cuts fast and rises slowly, and is bounded to +-:data:`FOLLOW_MAX_DB`: a gain after
+   overlap-add that chases single frames turns bursts into clicks (the notes' "output follower").
+
+``strength`` 0..1 (the ``level`` knob) scales both gains in the log domain (0: off, bit-exact bypass).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+#: Frame stage: time for a gain *rise* (the output too quiet), and for a cut (the output too loud).
+FRAME_RELEASE_S = 0.02
+FRAME_ATTACK_S = 0.002
+#: Frame stage bound on the gain (dB): beyond it the model's frame is not level-matchable (silence out).
+FRAME_MAX_DB = 40.0
+#: After overlap-add: energy follower time constant, gain rise and cut times, bound (dB).
+FOLLOW_S = 0.02
+FOLLOW_RELEASE_S = 0.05
+FOLLOW_ATTACK_S = 0.003
+FOLLOW_MAX_DB = 12.0
+#: The ``level`` knob is smoothed over this (a jump would apply a converged gain of many dB at once).
+KNOB_S = 0.05
+#: Energies below this (mean square, about -100 dBFS) hold the gain where it is: silence has no level.
+SILENT_MS = 1e-10
+
+
+def coefs(frame_rate: float, sample_rate: float) -> np.ndarray:
+    """Smoothing coefficients ``[frame attack, frame release, follower energy, follower attack, follower
+    release, frame max (nats), follower max (nats), knob per frame, knob per sample]`` for
+    :func:`level_frames` and :func:`follow`."""
+    def c(seconds: float, rate: float) -> float:
+        return 1.0 - math.exp(-1.0 / max(seconds * rate, 1e-9))
+
+    return np.array([c(FRAME_ATTACK_S, frame_rate), c(FRAME_RELEASE_S, frame_rate), c(FOLLOW_S, sample_rate),
+                     c(FOLLOW_ATTACK_S, sample_rate), c(FOLLOW_RELEASE_S, sample_rate),
+                     FRAME_MAX_DB / 20.0 * math.log(10.0), FOLLOW_MAX_DB / 20.0 * math.log(10.0),
+                     c(KNOB_S, frame_rate), c(KNOB_S, sample_rate)])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _frame_energy(feat: np.ndarray) -> float:
+    """Energy of one frame from its log-magnitude features (one-sided: interior bins count twice)."""
+    nb = feat.shape[0]
+    e = 0.0
+    for k in range(nb):
+        m = math.exp(2.0 * min(float(feat[k]), 30.0))
+        e += m if (k == 0 or k == nb - 1) else 2.0 * m
+    return e
+
+
+@numba.njit(cache=True, nogil=True)
+def level_frames(feat_in: np.ndarray, feat_out: np.ndarray, state: np.ndarray, strength: float,
+                 c: np.ndarray, delta: np.ndarray, smooth: float) -> None:
+    """Per slot, in place on ``feat_out``: first the flicker smoother, then the level gain.
+
+    Flicker: the model's change to each bin (``feat_out - feat_in``, log domain) is smoothed across frames
+    by a one-pole with coefficient ``smooth`` (1: off), state ``delta[n_bins]``. Only the *change* is
+    smoothed, so the input's own onsets pass untouched, while a frame the model decodes far from its
+    neighbours (off-manifold latents flicker) cannot become a burst.
+    Level: the smoothed log gain that matches each frame's energy to ``feat_in``'s, scaled by ``strength``,
+    added to every bin. ``state`` = [gain (natural log of amplitude), smoothed strength]."""
+    g = state[0]
+    s = state[1]
+    lim = c[5]
+    nb = feat_in.shape[1]
+    for f in range(feat_in.shape[0]):
+        if smooth < 1.0:
+            for k in range(nb):
+                o = feat_out[f, k]
+                if math.isfinite(o):
+                    dl = delta[k] + smooth * ((o - feat_in[f, k]) - delta[k])
+                    delta[k] = dl
+                    feat_out[f, k] = feat_in[f, k] + dl
+        else:
+            for k in range(nb):
+                delta[k] = feat_out[f, k] - feat_in[f, k]
+        e_in = _frame_energy(feat_in[f])
+        e_out = _frame_energy(feat_out[f])
+        if e_in > 1e-12 * nb:  # (features floor at log 1e-5: an all-floor frame is ~5e-8)
+            t = 0.5 * math.log(e_in / max(e_out, 1e-30))
+            t = min(max(t, -lim), lim)
+            g += (c[0] if t < g else c[1]) * (t - g)
+        s += c[7] * (strength - s)
+        if abs(strength - s) < 1e-9:
+            s = strength
+        if s > 0.0:
+            add = np.float32(s * g)
+            for k in range(nb):
+                feat_out[f, k] += add
+    state[0] = g
+    state[1] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def frame_ratio(feat_in: np.ndarray, spec_out: np.ndarray, out: np.ndarray) -> None:
+    """``out[f]`` = energy of the frame synthesis is asked for (``spec_out``, complex) over the chain
+    input's (``feat_in``): the level the chain meant, which :func:`follow` holds the wet signal to."""
+    nb = feat_in.shape[1]
+    for f in range(out.shape[0]):
+        e_in = _frame_energy(feat_in[f])
+        e = 0.0
+        for k in range(nb):
+            z = spec_out[f, k]
+            p = z.real * z.real + z.imag * z.imag
+            e += p if (k == 0 or k == nb - 1) else 2.0 * p
+        out[f] = min(max(e / max(e_in, 1e-30), 1e-4), 1e2) if e_in > 1e-12 * nb else 1.0
+
+
+def smooth_coef(ms: float, frame_rate: float) -> float:
+    """The flicker smoother's one-pole coefficient for a time constant of ``ms`` (0: off, 1.0)."""
+    return 1.0 if ms <= 0.0 else 1.0 - math.exp(-1.0 / (1e-3 * ms * frame_rate))
+
+
+@numba.njit(cache=True, nogil=True)
+def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, nf: int, hop: int, state: np.ndarray,
+           strength: float, c: np.ndarray, out: np.ndarray) -> None:
+    """After overlap-add: ``out`` = ``wet`` scaled so its short-term energy follows ``dry``'s times the
+    chain's frame energy ratio (``ratio[:nf]``, frame ``f`` applied from sample ``f * hop`` of the block).
+
+    ``state`` = [wet energy, reference energy, gain (log), ratio in use, smoothed strength]. Strength 0
+    copies ``wet`` unchanged (the followers still run, so turning the knob up starts from the right
+    energies).
+    """
+    ew, er, g, r, s = state[0], state[1], state[2], state[3], state[4]
+    ce, ca, cr, lim = c[2], c[3], c[4], c[6]
+    for i in range(wet.shape[0]):
+        f = i // hop
+        if f < nf:
+            r = ratio[f]
+        w = float(wet[i])
+        d = float(dry[i])
+        ew += ce * (w * w - ew)
+        er += ce * (r * d * d - er)
+        if er > SILENT_MS:
+            t = 0.5 * math.log((er + 1e-20) / (ew + 1e-20))
+            t = min(max(t, -lim), lim)
+            g += (ca if t < g else cr) * (t - g)
+        s += c[8] * (strength - s)
+        if abs(strength - s) < 1e-9:
+            s = strength
+        if s > 0.0:
+            out[i] = np.float32(w * math.exp(s * g))
+        else:
+            out[i] = wet[i]
+    state[0], state[1], state[2], state[3], state[4] = ew, er, g, r, s
