@@ -166,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     """``audio-diffusion train-denoiser``: train (models.denoiser_train), then export here."""
     from models import denoiser_train
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--from-checkpoint" in argv:  # export a saved checkpoint again: --from-checkpoint CKPT --out OUT [--name N]
+        get = lambda flag, default=None: argv[argv.index(flag) + 1] if flag in argv else default  # noqa: E731
+        model, summary = denoiser_train.load_checkpoint(get("--from-checkpoint"))
+        name = get("--name", "Denoise (speech and music over realistic noise)")
+        return 0 if export_trained(model, get("--out", "models/pretrained/denoise.onnx"), summary, name) else 1
     return denoiser_train.main(argv, exporter=export_trained)
 
 

@@ -221,6 +221,7 @@ def _forward(module: str, argv: list[str]) -> int:
 
 FORWARDED = {
     "train": "export.pipeline",
+    "train-denoiser": "export.denoiser_export",
     "export": "export.onnx_export",
     "quantize": "export.quantize",
     "quality": "models.quality",
