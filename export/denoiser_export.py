@@ -13,7 +13,6 @@ exports here (models never import export).
 from __future__ import annotations
 
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -32,18 +31,11 @@ PARITY_TOL = 1e-4
 
 def metadata(model, *, cfg: StftConfig, name: str, training_data: str, description: str,
              metrics: dict | None) -> dict[str, str]:
-    """Contract-v2 metadata: the v1 keys (validated by the contract module) plus the version and states."""
-    base = C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
-                            training_data=training_data, producer=PRODUCER, description=description,
-                            metrics=metrics) if C.CONTRACT_VERSION == 1 else None
+    """Contract-v2 metadata, built and checked by the contract module (the states' names and shapes)."""
     shapes = {k: list(v) for k, v in model.state_shapes().items()}
-    if base is None:  # the engine speaks v2: let its contract module build (and check) the metadata
-        return C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
-                                training_data=training_data, producer=PRODUCER, description=description,
-                                metrics=metrics, state_shapes=shapes)
-    base["contract_version"] = "2"
-    base["state_shapes"] = json.dumps(shapes)
-    return base
+    return C.build_metadata(kind="restoration", cfg=cfg, latent_dim=model.latent_dim, name=name,
+                            training_data=training_data, producer=PRODUCER, description=description,
+                            metrics=metrics, state_shapes=shapes, contract_version=2)
 
 
 def export_denoiser(model, out_path: str | Path, *, training_data: str, name: str, description: str = "",
@@ -174,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     """``audio-diffusion train-denoiser``: train (models.denoiser_train), then export here."""
     from models import denoiser_train
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--from-checkpoint" in argv:  # export a saved checkpoint again: --from-checkpoint CKPT --out OUT [--name N]
+        get = lambda flag, default=None: argv[argv.index(flag) + 1] if flag in argv else default  # noqa: E731
+        model, summary = denoiser_train.load_checkpoint(get("--from-checkpoint"))
+        name = get("--name", "Denoise (speech and music over realistic noise)")
+        return 0 if export_trained(model, get("--out", "models/pretrained/denoise.onnx"), summary, name) else 1
     return denoiser_train.main(argv, exporter=export_trained)
 
 

@@ -64,6 +64,30 @@ def onnx_processor(path: str | Path, amount: float = 1.0, cfg: StftConfig | None
     return lambda x: process_signal(x, fn, cfg)
 
 
+def engine_processor(path: str | Path, amount: float | None = None, block: int = 8192,
+                     knobs: dict[str, float] | None = None) -> Processor:
+    """The model at ``path`` run by the real engine (its loader, state handling, phase and level stages),
+    latency-compensated; ``amount`` defaults to the model's own default (a v2 denoiser: full strength)."""
+    import math
+
+    from realtime.engine.engine import Engine
+    from realtime.io.offline import default_amount
+    from realtime.io.offline import process_signal as run
+
+    e = Engine([str(path)], block_size=block, deadline_share=math.inf)
+    e.params.set("amount", default_amount(e.slots[0].model) if amount is None else amount)
+    for k, v in (knobs or {}).items():
+        e.params.set(k, v)
+    lat = e.latency_samples
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        e.reset()  # states zeroed, knobs at their targets: every signal starts alike
+        y = run(e, np.concatenate([x.astype(np.float32), np.zeros(lat, np.float32)]))
+        return y[lat:]
+
+    return fn
+
+
 def spectral_subtraction(x: np.ndarray, cfg: StftConfig | None = None, lead_s: float = LEAD_S,
                          over: float = 1.5, floor_db: float = -20.0) -> np.ndarray:
     """Plain power spectral subtraction: the noise power per bin is the mean over the first ``lead_s``
@@ -286,7 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="audio-diffusion quality --restore", description=__doc__.split("\n")[0])
     p.add_argument("model", help="restoration .onnx model")
     p.add_argument("--old", default=None, help="a second model to compare (e.g. the previous denoise.onnx)")
-    p.add_argument("--amount", type=float, default=1.0, help="strength fed to a stateful model (default 1)")
+    p.add_argument("--amount", type=float, default=None,
+                   help="the model's amount (default: its own; a stateful denoiser at full strength)")
+    p.add_argument("--knob", action="append", default=[], help="engine knob NAME=VALUE (e.g. dehum=1), repeatable")
+    p.add_argument("--extra", action="append", default=[], help="another model NAME=PATH to compare, repeatable")
+    p.add_argument("--bench", action="store_true",
+                   help="also time the model per frame and the chain model -> default at block 128")
     p.add_argument("--utterances", type=int, default=4, help="held-out utterances per family and SNR")
     p.add_argument("--families", default=",".join(EVAL_FAMILIES))
     p.add_argument("--no-dfn3", action="store_true", help="skip DeepFilterNet3 even when installed")
@@ -303,10 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.engine.contract import ModelError
 
     families = tuple(f for f in args.families.split(",") if f)
+    knobs = dict(kv.split("=") for kv in args.knob)
+    knobs = {k: float(v) for k, v in knobs.items()}
     try:
-        systems: dict[str, Processor] = {"model": onnx_processor(args.model, args.amount)}
+        systems: dict[str, Processor] = {"model": engine_processor(args.model, args.amount, knobs=knobs)}
         if args.old:
-            systems["old"] = onnx_processor(args.old)
+            systems["old"] = engine_processor(args.old, knobs=knobs)
+        for extra in args.extra:  # NAME=PATH: more models side by side
+            name, _, path = extra.partition("=")
+            systems[name] = engine_processor(path, knobs=knobs)
     except (ModelError, OSError, Exception) as exc:  # noqa: BLE001 - onnxruntime raises private types
         print(f"error: cannot load the model: {' '.join(str(exc).split())[:200]}", file=sys.stderr)
         return 2
@@ -320,11 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(mixtures)} held-out mixtures; systems: {', '.join(systems)}")
     result = evaluate(systems, mixtures, log=log)
     result["summary"] = summarise(result, families)
-    result["music_lsd_db"] = {k: round(music_lsd(v), 3) for k, v in systems.items() if k in ("model", "old")}
+    result["music_lsd_db"] = {k: round(music_lsd(v), 3) for k, v in systems.items()
+                              if k not in ("specsub", "dfn3")}
+    if args.bench:
+        result["frame_cost"] = frame_cost(args.model)
+        try:
+            result["chain_block_times"] = chain_block_times([args.model, "models/pretrained/default.onnx"])
+        except Exception as exc:  # noqa: BLE001 - a report, not a failure
+            result["chain_block_times"] = {"error": " ".join(str(exc).split())[:200]}
     print(markdown(result, families))
     print()
-    print(json.dumps({"summary": result["summary"], "music_lsd_db": result["music_lsd_db"], "rtf": result["rtf"]},
-                     indent=1))
+    print(json.dumps({k: result[k] for k in ("summary", "music_lsd_db", "rtf", "frame_cost", "chain_block_times")
+                      if k in result}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

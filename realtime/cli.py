@@ -407,6 +407,7 @@ def _shipped_names(module: str, argv: list[str]) -> list[str]:
 
 FORWARDED = {
     "train": "export.pipeline",
+    "train-denoiser": "export.denoiser_export",
     "export": "export.onnx_export",
     "quantize": "export.quantize",
     "quality": "models.quality",

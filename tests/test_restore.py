@@ -138,7 +138,7 @@ def test_engine_dehum_knob_acts_before_the_stft():
     x = hum + bg
     outs = {}
     for on in (0.0, 1.0):
-        e = Engine(["models/pretrained/default.onnx"], block_size=128)
+        e = Engine(["models/pretrained/default.onnx"], block_size=128, deadline_share=float("inf"))
         e.params.set("mix", 0.0)  # the dry path, which hears the repair too
         e.params.set("dehum", on)
         e.reset()  # start at the knobs' values (no smoothing ramp)
@@ -148,3 +148,24 @@ def test_engine_dehum_knob_acts_before_the_stft():
     tail = slice(SR, None)
     resid = outs[1.0][d:][tail] - bg[:-d][tail]
     assert 10 * np.log10(np.mean(hum[:-d][tail] ** 2) / np.mean(resid ** 2)) > 15.0
+
+
+def test_engine_runs_the_stateful_denoiser_streamed_as_offline(untrained_onnx):
+    from realtime.engine.engine import Engine
+    from realtime.io.offline import default_amount, process_signal
+
+    rng = np.random.default_rng(3)
+    t = np.arange(SR) / SR
+    x = (0.1 * np.sin(2 * np.pi * 220 * t) * (t > 0.3) + 0.02 * rng.standard_normal(SR)).astype(np.float32)
+    outs = {}
+    for block in (128, 8192):
+        # no deadline: on a busy machine a late block would fall back to dry and differ
+        e = Engine([str(untrained_onnx)], block_size=block, deadline_share=float("inf"))
+        assert e.slots[0].model.info.contract_version == 2
+        e.params.set("amount", default_amount(e.slots[0].model))
+        e.reset()
+        outs[block] = process_signal(e, x)
+    assert default_amount(str(untrained_onnx)) == 1.0
+    assert np.abs(outs[128] - outs[8192]).max() < 1e-5
+    d = e.latency_samples
+    assert np.abs(outs[128][d:] - x[:-d]).max() > 1e-3  # it did something
