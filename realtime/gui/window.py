@@ -243,10 +243,10 @@ class MainWindow(QMainWindow):
         }
         # Direction (contract-2 models with a learned prior; a model without the inputs ignores them).
         self.knobs["latent_mode"] = ToggleControl(p, "latent_mode", text="Noise mix (v1)")
-        self.knobs["toward"] = KnobControl(p, "toward")
+        self.knobs["toward"] = KnobControl(p, "toward", diameter=34)
         for j in range(DIRECTION_DIMS):
-            self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=34)
-            self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=34)
+            self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=22)
+            self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=22)
         for k in self.knobs.values():
             k.learnRequested.connect(self.learn)
             k.forgetRequested.connect(self.forget_midi)
@@ -268,15 +268,16 @@ class MainWindow(QMainWindow):
         for name in ("bypass", "freeze", "slot_bypass"):
             toggles.addWidget(self.knobs[name])
         center.addLayout(toggles)
-        center.addWidget(self._direction())
         body.addLayout(center, 1)
         body.addWidget(self.out_meter)
         frame.setMinimumWidth(470)
         return frame
 
-    def _direction(self) -> QFrame:
-        """Latent direction: target capture, toward, noise-mix mode, per-dimension offset and scale."""
-        frame, lay = _card("DIRECTION")
+    def _direction(self) -> QVBoxLayout:
+        """Latent direction (inside the latent card): target capture, toward, noise-mix mode, per-dimension
+        offset (O1..O8) and scale (S1..S8); compact dials whose readout shows in their tooltip."""
+        lay = QVBoxLayout()
+        lay.setSpacing(0)
         top = QHBoxLayout()
         self.capture_button = QPushButton("Capture target")
         self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it")
@@ -284,18 +285,24 @@ class MainWindow(QMainWindow):
         self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
         self.capture_button.released.connect(lambda: self._set_capture(0.0))
         top.addWidget(self.capture_button)
-        top.addWidget(self.knobs["toward"])
         top.addWidget(self.knobs["latent_mode"])
+        top.addStretch(1)
         lay.addLayout(top)
-        for prefix in ("offset", "scale"):
-            row = QHBoxLayout()
-            row.setSpacing(0)
+        row = QHBoxLayout()
+        row.setSpacing(0)
+        row.addWidget(self.knobs["toward"])
+        grid = QGridLayout()
+        grid.setSpacing(0)
+        for r, prefix in enumerate(("offset", "scale")):
             for j in range(DIRECTION_DIMS):
                 k = self.knobs[f"{prefix}_{j + 1}"]
                 k.label.setText(f"{prefix[0].upper()}{j + 1}")
-                row.addWidget(k)
-            lay.addLayout(row)
-        return frame
+                k.value_label.hide()
+                k.setToolTip(k.spec.label)
+                grid.addWidget(k, r, j)
+        row.addLayout(grid, 1)
+        lay.addLayout(row)
+        return lay
 
     def _set_capture(self, value: float) -> None:
         try:
@@ -316,9 +323,10 @@ class MainWindow(QMainWindow):
         self.spectrograms.setMinimumHeight(220)
         lay.addWidget(self.spectrograms, 1)
         col.addWidget(frame, 3)
-        frame, lay = _card("LATENT ACTIVITY")
+        frame, lay = _card("LATENT ACTIVITY AND DIRECTION")
         self.latent_bars = LatentBars()
         lay.addWidget(self.latent_bars, 1)
+        lay.addLayout(self._direction())
         col.addWidget(frame, 1)
         frame, lay = _card("ENGINE")
         grid = QGridLayout()
