@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
         }
         # Direction (contract-2 models with a learned prior; a model without the inputs ignores them).
         self.knobs["latent_mode"] = ToggleControl(p, "latent_mode", text="Noise mix (v1)")
-        self.knobs["toward"] = KnobControl(p, "toward")
+        self.knobs["toward"] = KnobControl(p, "toward", diameter=34)
         for j in range(DIRECTION_DIMS):
             self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=34)
             self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=34)
@@ -307,17 +307,24 @@ class MainWindow(QMainWindow):
         self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
         self.capture_button.released.connect(lambda: self._set_capture(0.0))
         top.addWidget(self.capture_button)
-        top.addWidget(self.knobs["toward"])
         top.addWidget(self.knobs["latent_mode"])
+        top.addStretch(1)
         lay.addLayout(top)
-        for prefix in ("offset", "scale"):
-            row = QHBoxLayout()
-            row.setSpacing(0)
+        row = QHBoxLayout()
+        row.setSpacing(0)
+        row.addWidget(self.knobs["toward"])
+        grid = QGridLayout()
+        grid.setSpacing(0)
+        for r, prefix in enumerate(("offset", "scale")):
             for j in range(DIRECTION_DIMS):
                 k = self.knobs[f"{prefix}_{j + 1}"]
                 k.label.setText(f"{prefix[0].upper()}{j + 1}")
-                row.addWidget(k)
-            lay.addLayout(row)
+                k.value_label.hide()
+                k.setToolTip(k.spec.label)
+                grid.addWidget(k, r, j)
+        row.addLayout(grid, 1)
+        lay.addLayout(row)
+        lay.addStretch(1)
         return frame
 
     def _set_capture(self, value: float) -> None:
