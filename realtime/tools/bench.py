@@ -320,8 +320,8 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
     def pghi() -> None:
         phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_PGHI, out_row)
 
-    def input_phase() -> None:  # what the phase stage costs in input mode (it tracks the phase for a switch)
-        phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_INPUT, out_row)
+    def input_phase() -> None:  # what the phase stage costs in input mode (it tracks the history for a switch)
+        phase.track_input(pg, spec[0], feat_out[0])
 
     t = _time_interleaved({"level": level_stage, "pghi": pghi, "input_phase": input_phase}, calls)
     med = {k: float(np.median(v)) for k, v in t.items()}
