@@ -17,7 +17,7 @@ from realtime.io.audio import LiveStream
 from realtime.paths import resolve_model
 from tests.test_live import _our_input_port
 
-pytestmark = pytest.mark.audio
+pytestmark = pytest.mark.jack
 SR = 48_000
 
 
