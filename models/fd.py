@@ -272,9 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def engine_block_times(model: str | Path, block: int = 128, seconds: float = 4.0, amount: float = 0.7,
                        seed: int = 1) -> dict[str, float]:
@@ -345,3 +342,7 @@ def picture(model: str | Path, out: str | Path, seconds: float = 4.0, amounts=(0
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
