@@ -76,19 +76,29 @@ def apply_direction(args, params, models: list) -> None:
         params.set("toward", toward)
 
 
+def _amounts(args, models) -> list[float]:
+    """``--amount`` for every slot, or each model's own default (a stateful denoiser at full strength)."""
+    if args.amount is not None:
+        return [args.amount] * len(models)
+    from realtime.io.offline import default_amount
+
+    return [default_amount(m) for m in models]
+
+
 def cmd_process(args) -> int:
     from realtime.engine.params import Params
     from realtime.io.offline import process_file
 
     models = _models(args)
     params = Params()
+    amounts = _amounts(args, models)
     for slot in range(len(models)):
-        params.set("amount", args.amount, slot)
+        params.set("amount", amounts[slot], slot)
         params.set("noise_rate", args.noise_rate, slot)
     params.set("mix", args.mix)
     apply_direction(args, params, models)
     try:
-        report = process_file(args.input, args.output, models, amount=args.amount, noise_rate=args.noise_rate,
+        report = process_file(args.input, args.output, models, amount=amounts, noise_rate=args.noise_rate,
                               mix=args.mix, seed=args.seed, block_size=args.blocksize, window=args.window,
                               align=args.align, params=params, show_progress=not args.quiet,
                               rate=args.rate, subtype=args.subtype)
@@ -121,12 +131,7 @@ def cmd_live(args) -> int:
     from realtime.io.host import HostError, ProcessHost
 
     models = [str(m) for m in _models(args)]
-    if args.amount is None:
-        from realtime.io.offline import default_amount
-
-        amounts = [default_amount(m) for m in models]
-    else:
-        amounts = [args.amount] * len(models)
+    amounts = _amounts(args, models)
     awake = cpuwake.hold_if(args.keep_cpu_awake)  # a CpuWakeError is a user error: one line, exit 2
     host = ProcessHost()  # the engine gets its own process and GIL; knobs and stats in shared memory
     try:
