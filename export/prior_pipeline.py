@@ -19,7 +19,35 @@ def export_trained(effect, out: str | Path, **card) -> Path | None:
         return None
 
 
+def bench_steps(checkpoint: str | Path, steps=(1, 2, 3), out_dir: str | Path = "/tmp") -> dict[int, dict]:
+    """Cost per sampler step count K: the same trained weights exported with each K, timed in the engine
+    (block 128) and alone (one frame per call)."""
+    import tempfile
+
+    from models.fd import engine_block_times
+    from models.prior import PriorEffect
+    from realtime.engine.model import EffectModel, measure_inference
+
+    vae, prior, ckpt = train_prior.load(checkpoint)
+    res = {}
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        for k in steps:
+            path = export_prior(PriorEffect(vae, prior, k), Path(tmp) / f"k{k}.onnx", training_data="bench")
+            call = measure_inference(EffectModel(path), (1,), repeats=1000)[1]
+            res[k] = {"model_call_median_us": round(call["median_us"], 1),
+                      "model_call_p99_us": round(call["p99_us"], 1),
+                      **{f"engine_{n}": v for n, v in engine_block_times(path).items()}}
+            print(f"K={k}: {res[k]}", file=sys.stderr)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Train then export (the arguments of :mod:`models.train_prior`), or ``--bench-steps CKPT [K,K,...]``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--bench-steps"]:
+        ks = tuple(int(k) for k in (argv[2] if len(argv) > 2 else "1,2,3").split(","))
+        bench_steps(argv[1], ks)
+        return 0
     return train_prior.main(argv, exporter=export_trained)
 
 

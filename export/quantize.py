@@ -192,6 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from models.data import NoAudioError
     from realtime.engine.model import EffectModel
+    from realtime.fileio import check_writable, refuse_overwrite_input
+    from realtime.paths import resolve_model
+
+    args.model = str(resolve_model(args.model))  # shipped names (default, denoise) work here too
+    if not 1 <= args.frames <= 10_000_000:
+        print(f"error: --frames {args.frames}: give 1..10000000 calibration frames", file=sys.stderr)
+        return 2
+    if Path(args.model).is_dir():
+        print(f"error: model {args.model} is a folder; give an .onnx file", file=sys.stderr)
+        return 2
+    try:
+        refuse_overwrite_input(args.model, args.out)
+        check_writable(args.out)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - OutputFileError and friends: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     try:
         model = EffectModel(args.model, max_frames=1)

@@ -256,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amounts", default=",".join(f"{a:g}" for a in AMOUNTS))
     p.add_argument("--seconds", type=float, default=8.0, help="held-out seconds per category")
     p.add_argument("--json", default=None, help="write the full results here")
+    p.add_argument("--picture", default=None, help="write the prior-vs-mix spectrogram picture here (and stop)")
+    p.add_argument("--bench", action="store_true", help="engine block times at block 128 (and stop)")
     args = p.parse_args(argv)
+    if args.picture:
+        print(picture(args.model, args.picture))
+        return 0
+    if args.bench:
+        print(json.dumps(engine_block_times(args.model)))
+        return 0
     res = evaluate(args.model, tuple(float(a) for a in args.amounts.split(",")), tuple(args.modes.split(",")),
                    args.seconds)
     if args.json:
@@ -266,3 +274,74 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def engine_block_times(model: str | Path, block: int = 128, seconds: float = 4.0, amount: float = 0.7,
+                       seed: int = 1) -> dict[str, float]:
+    """Engine block time (us) at ``block`` on music-like input: median, p99, and p99 as a share of the period."""
+    import time
+
+    from realtime.engine import params as P
+    from realtime.engine.engine import Engine
+
+    p = P.Params()
+    p.set("amount", amount)
+    e = Engine([model], block_size=block, seed=seed, params=p, deadline_share=math.inf)
+    e.warmup()
+    x = heldout_music(seconds)
+    y = np.zeros(block, np.float32)
+    times = []
+    for i in range(0, len(x) - block + 1, block):
+        t0 = time.perf_counter()
+        e.process_block(x[i:i + block], y)
+        times.append(time.perf_counter() - t0)
+    t = np.array(times) * 1e6
+    period = 1e6 * block / SR
+    return {"median_us": round(float(np.median(t)), 1), "p99_us": round(float(np.percentile(t, 99)), 1),
+            "p99_share": round(float(np.percentile(t, 99)) / period, 4), "period_us": round(period, 1)}
+
+
+def heldout_music(seconds: float) -> np.ndarray:
+    """A few seconds of held-out instruments (or the pad without fluidsynth)."""
+    from models import instruments
+
+    clips = instruments.instrument_clips(seconds, 20_240_601, SR, heldout=True)
+    x = np.concatenate([c.audio for c in clips]) if clips else pad(seconds)
+    return x[:int(seconds * SR)].astype(np.float32)
+
+
+def picture(model: str | Path, out: str | Path, seconds: float = 4.0, amounts=(0.25, 0.5, 1.0)) -> Path:
+    """Spectrograms: the input, then each amount for the prior (left) and the noise mix (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = heldout_set(seconds)
+    x = np.concatenate([files[k][:int(seconds * SR / 2)] for k in ("instruments", "speech") if k in files])
+    rows = 1 + len(amounts)
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 2.2 * rows), sharex=True, sharey=True)
+
+    def show(ax, y, title):
+        f = _frames(y.astype(np.float64), 1024, 256)
+        s = 20 * np.log10(np.abs(np.fft.rfft(f, axis=1)).T + 1e-6)
+        top = s.max()
+        ax.imshow(s, origin="lower", aspect="auto", vmin=top - 90, vmax=top, cmap="magma",
+                  extent=(0, len(y) / SR, 0, SR / 2000))
+        ax.set_ylim(0, 12)
+        ax.set_title(title, fontsize=9)
+
+    show(axes[0, 0], x, "input (held-out instruments + speech)")
+    show(axes[0, 1], x, "input")
+    for r, a in enumerate(amounts, start=1):
+        for c, mode in enumerate(("prior", "mix")):
+            show(axes[r, c], run_engine(model, x, a, mode), f"{mode}, amount {a:g}")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("kHz")
+    for ax in axes[-1]:
+        ax.set_xlabel("s")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

@@ -518,6 +518,11 @@ CLICK_JUMP_DB = 15.0
 #: detector would count jumps in the decoder's inaudible noise floor).
 CLICK_MARGIN_DB = 6.0
 CLICK_FLOOR_DB = -70.0
+#: ... and is sudden: at least CLICK_ONSET_DB above each of the CLICK_ONSET_FRAMES frames before it (a
+#: click is an impulse; a swell of the high band over tens of milliseconds, as when the amount knob is
+#: swept up in half a second, is not one, though its level can outrun the +-50-frame median).
+CLICK_ONSET_DB = 6.0
+CLICK_ONSET_FRAMES = 3
 #: Harmonic-to-noise ratio: frames, band, and the +-bins around the input's spectral peaks.
 HNR_N_FFT = 4096
 HNR_BAND_HZ = (50.0, 8000.0)
@@ -571,8 +576,9 @@ def click_events(x: np.ndarray, y: np.ndarray, sr: int) -> np.ndarray:
 
     A frame is a click frame when its high-band level (:func:`high_band_db`) jumps at least
     :data:`CLICK_JUMP_DB` over the median of its +-:data:`CLICK_NEIGHBOURS` frames while the input's
-    jump there stays below that and below the output's by :data:`CLICK_MARGIN_DB`; consecutive click
-    frames are one event.
+    jump there stays below that and below the output's by :data:`CLICK_MARGIN_DB`, the band is above
+    :data:`CLICK_FLOOR_DB` and the rise is sudden (:data:`CLICK_ONSET_DB` over the
+    :data:`CLICK_ONSET_FRAMES` frames before); consecutive click frames are one event.
     """
     n = min(x.size, y.size)
     ey, ex = high_band_db(y[:n], sr), high_band_db(x[:n], sr)
@@ -580,7 +586,12 @@ def click_events(x: np.ndarray, y: np.ndarray, sr: int) -> np.ndarray:
         return np.zeros(0, np.int64)
     jy = ey - _running_median(ey, CLICK_NEIGHBOURS)
     jx = ex - _running_median(ex, CLICK_NEIGHBOURS)
-    flag = (jy >= CLICK_JUMP_DB) & (jx < CLICK_JUMP_DB) & (jy - jx >= CLICK_MARGIN_DB) & (ey > CLICK_FLOOR_DB)
+    before = np.full(ey.size, np.inf)
+    for d in range(1, CLICK_ONSET_FRAMES + 1):
+        before[d:] = np.minimum(before[d:], ey[d:] - ey[:-d])
+    sudden = before >= CLICK_ONSET_DB
+    flag = ((jy >= CLICK_JUMP_DB) & (jx < CLICK_JUMP_DB) & (jy - jx >= CLICK_MARGIN_DB) & (ey > CLICK_FLOOR_DB)
+            & sudden)
     starts = np.flatnonzero(flag & ~np.concatenate([[False], flag[:-1]]))
     return starts.astype(np.int64)
 

@@ -39,6 +39,17 @@ from models.data import (
     clip_features,
     noisy_pairs,
 )
+from models.train_checks import (
+    StopRequest,
+    TrainArgError,
+    check_args,
+    check_resume,
+    load_checkpoint,
+    parse_hidden,
+    resume_command,
+    shipped_metrics,
+    verdict,
+)
 from models.vae import FrameVAE, lsd_features_db, vae_loss
 from realtime.config import WINDOW_MODES, StftConfig
 from realtime.fileio import atomic_path
@@ -96,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.beta is None:
         args.beta = DEFAULT_BETA[args.kind]
-    args.hidden = tuple(int(h) for h in str(args.hidden).split(",") if h.strip())
+    args.hidden = parse_hidden(args.hidden)
     if args.checkpoint is None:
         args.checkpoint = str(Path(args.out).with_suffix(".pt"))
     return args
@@ -210,7 +221,16 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
     why it could not (``export.pipeline`` passes the ONNX exporter: models never import export).
     Without one, training ends with the checkpoint. Returns 0 on success.
     """
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+        check_args(args)  # every value in range and the outputs writable, before any data is built
+        ckpt = None
+        if args.resume and Path(args.checkpoint).exists():
+            ckpt = load_checkpoint(Path(args.checkpoint))
+            check_resume(ckpt, args, Path(args.checkpoint))  # which setting differs, and what the checkpoint has
+    except TrainArgError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     d = setup(args)
     cfg = StftConfig(window=args.window)
     log = tqdm.write if d.main else (lambda *_a, **_k: None)
@@ -244,8 +264,7 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
     warmup = int(args.kl_warmup * total)
     start_epoch, step, metrics, history = 0, 0, {}, []
     ckpt_path = Path(args.checkpoint)
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -259,6 +278,7 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
                disable=args.no_progress or not d.main, mininterval=0.5 if sys.stderr.isatty() else 10.0)
     net.train()
     done = start_epoch  # epochs completed
+    stop = StopRequest().__enter__()  # Ctrl-C / SIGTERM: finish the step, save, say how to resume
     for epoch in range(start_epoch, epochs):
         x_np, y_np = frames.epoch(epoch)
         order = np.random.default_rng([args.seed, 7, epoch]).permutation(len(x_np))
@@ -282,6 +302,13 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(recon=f"{parts['recon'].item():.4f}", kl=f"{parts['kl'].item():.1f}")
+            if stop.requested:
+                break
+        if stop.requested:
+            # The interrupted epoch runs again on resume (its step count carries on, so the schedule holds).
+            if d.main:
+                save_checkpoint(ckpt_path, model, opt, sched, epoch - 1, step, args, cfg, corpus, metrics, history)
+            break
         if d.main:
             metrics = validate(model, frames.val, args.beta, d.device, args.seed)
             history.append({"epoch": epoch + 1, "step": step, **metrics})
@@ -294,6 +321,14 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
         if args.stop_after is not None and done >= args.stop_after:
             break
     bar.close()
+    stop.__exit__()
+    if stop.requested:
+        if d.main:
+            print(f"stopped at step {step} of {total}; checkpoint saved: {ckpt_path} (step {step})\n"
+                  f"resume with: {resume_command(argv, str(ckpt_path))}", file=sys.stderr, flush=True)
+        if d.world > 1:
+            dist.destroy_process_group()
+        return stop.exit_code
 
     rc = 0
     if done < epochs:
@@ -318,6 +353,9 @@ def finish(model: FrameVAE, args, argv, cfg: StftConfig, corpus: Corpus, val_met
     metrics = {**{k: round(v, 4) for k, v in val_metrics.items()}, **held,
                "train_seconds": round(time.time() - t0, 1)}
     print("held-out metrics:\n" + quality.format_metrics(held), file=sys.stderr)
+    if held:
+        shipped, shipped_name = shipped_metrics(args.kind, sets, cfg)
+        print(verdict(held, shipped, args.kind, shipped_name), file=sys.stderr, flush=True)
     ckpt_path = Path(args.checkpoint)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)

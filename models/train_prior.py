@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from models.data import Corpus, NoAudioError, build_corpus, clip_features
-from models.prior import EnvelopeVAE, LatentPrior, PriorEffect, loudness, prior_loss
+from models.prior import EnvelopeVAE, LatentPrior, PriorEffect, loudness, prior_loss, residual_std
 from realtime.config import StftConfig
 from realtime.dsp.features import log_magnitude
 from realtime.dsp.stft import stft
@@ -152,8 +152,9 @@ def train_prior(vae: EnvelopeVAE, corpus: Corpus, cfg: StftConfig, args,
     with torch.no_grad():
         vg = torch.Generator().manual_seed(999)
         val_loss = float(prior_loss(prior, vu[:256].transpose(0, 1), vloud[:256].transpose(0, 1), vg))
+        prior.resid_std.copy_(residual_std(prior, vu[:512].transpose(0, 1), vloud[:512].transpose(0, 1)))
     return prior, {"prior_train_v_loss": round(float(loss.detach()), 4), "prior_val_v_loss": round(val_loss, 4),
-                   "prior_sequences": int(len(u))}
+                   "prior_sequences": int(len(u)), "prior_resid_std_mean": round(float(prior.resid_std.mean()), 3)}
 
 
 def train(args, log: Callable[[str], None] = print) -> Trained:
@@ -186,7 +187,7 @@ def load(path: str | Path) -> tuple[EnvelopeVAE, LatentPrior, dict]:
     vae = EnvelopeVAE(**ckpt["vae_hparams"])
     vae.load_state_dict(ckpt["vae"])
     prior = LatentPrior(**ckpt["prior_hparams"])
-    prior.load_state_dict(ckpt["prior"])
+    prior.load_state_dict(ckpt["prior"], strict=False)  # checkpoints before resid_std: zeros (no sampling noise)
     return vae.eval(), prior.eval(), ckpt
 
 

@@ -25,6 +25,12 @@ OFFLINE_BLOCK = 8192
 #: only ``2 * hop`` long, so the algorithmic latency is about ``2 * hop`` instead of ``n_fft``.
 WINDOW_MODES = ("sqrt_hann", "low_latency")
 
+#: Feature floor added to the STFT magnitude before the log (realtime/dsp/features.py computes the features;
+#: the constants live here, on the ground floor, so the contract check needs no numba).
+EPS = 1e-5
+#: Name written into model metadata; a model declaring any other feature type is rejected.
+FEATURE_TYPE = "log_magnitude_eps1e-05"
+
 
 @dataclass(frozen=True)
 class StftConfig:

@@ -52,7 +52,7 @@ def test_quick_report_has_every_section(tp_model, tmp_path):
     opts = bench.Options.quick_preset(model=tp_model, block_seconds=0.1, block_sizes=(64, 128), rounds=2,
                                       stage_calls=50, offline_seconds=0.2, offline_large_block=1024,
                                       baseline_seconds=0.1, jitter_trials=3, quality_seconds=0.5,
-                                      skip=frozenset({"startup", "device"}))
+                                      skip=frozenset({"startup", "cli_startup", "device"}))
     r = bench.run_benchmark(opts, workdir=tmp_path)
     assert set(bench.SECTIONS) <= set(r)
     assert r["startup"] == {"skipped": "not requested (--skip)"}

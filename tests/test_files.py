@@ -33,6 +33,7 @@ def _leftovers(folder: Path) -> list[str]:
 # --- item 1: the output is never the input ---------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["same", "symlink", "hardlink", "dotted"])
+@pytest.mark.slow  # real CLI subprocesses
 def test_output_that_is_the_input_is_refused(tmp_path, tp_model, kind):
     src = _tone(tmp_path / "in.wav")
     before = src.read_bytes()
@@ -75,6 +76,7 @@ def _readonly_dir(path: Path):
         yield p
 
 
+@pytest.mark.slow  # real CLI subprocesses
 def test_readonly_folder_is_a_one_line_error_before_processing(tmp_path, tp_model):
     src = _tone(tmp_path / "in.wav")
     with _readonly_dir(tmp_path / "ro") as ro:
@@ -87,6 +89,7 @@ def test_readonly_folder_is_a_one_line_error_before_processing(tmp_path, tp_mode
         assert time.monotonic() - t0 < 60
 
 
+@pytest.mark.slow  # real CLI subprocesses
 def test_full_disk_leaves_the_previous_file_and_no_partial_file(tmp_path, tp_model):
     src = _tone(tmp_path / "in.wav", seconds=2.0)
     with _mounted_tmpfs(tmp_path / "small", "size=64k") as small:
@@ -133,6 +136,7 @@ def _umask() -> int:
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow  # real CLI subprocesses
 def test_signal_mid_file_stops_cleanly_and_writes_nothing(tmp_path, sig, code):
     """Ctrl-C or SIGTERM during a long process: exit 130/143, a summary line, no traceback, the previous
     output untouched, no temporary file left."""
@@ -176,6 +180,7 @@ def test_presets_and_reports_are_written_atomically(tmp_path, monkeypatch):
 
 # --- item 3: keep the input's format ---------------------------------------------------------------------
 
+@pytest.mark.slow  # real CLI subprocesses
 def test_input_format_is_kept_by_default(tmp_path, tp_model):
     """A 44.1 kHz 16-bit stereo WAV comes back 44.1 kHz 16-bit stereo WAV of the same length, and the
     summary line says nothing changed."""
@@ -199,6 +204,7 @@ def test_dither_when_reducing_to_16_bits(tmp_path):
 
 @pytest.mark.parametrize("ext,container", [(".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".aiff", "AIFF"),
                                            (".mp3", "MP3")])
+@pytest.mark.slow  # real CLI subprocesses
 def test_container_follows_the_extension(tmp_path, tp_model, ext, container):
     if container not in sf.available_formats():
         pytest.skip(f"this libsndfile does not write {container}")
@@ -209,6 +215,7 @@ def test_container_follows_the_extension(tmp_path, tp_model, ext, container):
     assert sf.info(str(out)).format == container
 
 
+@pytest.mark.slow  # real CLI subprocesses
 def test_rate_and_subtype_override_and_are_reported(tmp_path, tp_model):
     src = _tone(tmp_path / "in.wav", seconds=1.0, sr=44100, channels=1)
     r = run_cli("process", str(src), str(tmp_path / "o.flac"), "--model", str(tp_model), "--rate", "48000",
@@ -225,6 +232,7 @@ def test_rate_and_subtype_override_and_are_reported(tmp_path, tp_model):
 
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
 @pytest.mark.parametrize("subtype", ["FLOAT", "PCM_16", "PCM_24", "DOUBLE"])
+@pytest.mark.slow  # real CLI subprocesses
 def test_wav_headers_read_by_sox_without_warnings(tmp_path, tp_model, subtype):
     src = _tone(tmp_path / "in.wav", seconds=0.5, sr=48000, channels=2, subtype=subtype)
     r = run_cli("process", str(src), str(tmp_path / "o.wav"), "--model", str(tp_model), "--quiet")
@@ -235,6 +243,7 @@ def test_wav_headers_read_by_sox_without_warnings(tmp_path, tp_model, subtype):
 
 
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffmpeg is not installed")
+@pytest.mark.slow  # real CLI subprocesses
 def test_wav_headers_read_by_ffprobe_without_warnings(tmp_path, tp_model):
     src = _tone(tmp_path / "in.wav", seconds=0.5, sr=48000, channels=2, subtype="FLOAT")
     assert run_cli("process", str(src), str(tmp_path / "o.wav"), "--model", str(tp_model), "--quiet").returncode == 0

@@ -228,18 +228,22 @@ def test_direction_knobs_round_trip_through_presets(tmp_path):
 
 @pytest.mark.train
 def test_cli_target_file_sets_the_target_and_toward(prior_model, tmp_path):
-    import argparse
-
     import soundfile as sf
 
-    from realtime.cli import apply_direction
+    from realtime.cli import apply_direction, build_params, build_parser
 
     sf.write(tmp_path / "ref.wav", music(0.5, seed=9), SR)
-    p = P.Params()
-    apply_direction(argparse.Namespace(target=str(tmp_path / "ref.wav"), toward=None, latent_mode="mix"), p,
-                    [prior_model])
+    args = build_parser().parse_args(["process", "in.wav", "out.wav", "--target", str(tmp_path / "ref.wav"),
+                                      "--latent-mode", "1"])
+    p = build_params(args, [prior_model])
+    apply_direction(args, p, [prior_model])
     assert p.get("toward") == pytest.approx(0.7) and p.get("latent_mode") == 1.0
     assert any(p.get(f"target_{j + 1}") != 0.0 for j in range(8))
+    args = build_parser().parse_args(["process", "in.wav", "out.wav", "--target", str(tmp_path / "ref.wav"),
+                                      "--toward", "0.2"])
+    p = build_params(args, [prior_model])
+    apply_direction(args, p, [prior_model])
+    assert p.get("toward") == pytest.approx(0.2)  # a given --toward is kept
 
 
 @pytest.mark.train

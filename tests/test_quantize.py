@@ -61,11 +61,11 @@ def test_quantised_copy_loads_is_smaller_and_close(tp_model, calib, tmp_path):
         quantize_int8(out, tmp_path / "qq.onnx", calib)
 
 
-def test_shipped_default_is_int8_and_frame_independent(calib):
-    m = EffectModel(PRETRAINED / "default.onnx", max_frames=64)
+def test_shipped_v1_default_is_int8_and_frame_independent(calib):
+    m = EffectModel(PRETRAINED / "default-v1.onnx", max_frames=64)
     import onnx
 
-    meta = {p.key: p.value for p in onnx.load(str(PRETRAINED / "default.onnx")).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(str(PRETRAINED / "default-v1.onnx")).metadata_props}
     assert QUANT_KEY in meta
     # QGemm: integer products, float parts elementwise: bit-identical whatever the batch.
     assert _alone_vs_batched(m, calib[:40]) == 0.0
@@ -79,7 +79,7 @@ def test_torch_twin_of_an_int8_model_uses_its_dequantised_weights(calib):
     pytest.importorskip("torch", reason="torch is a training-only dependency")
     from realtime.tools.baselines import model_parity, torch_model_from_onnx
 
-    path = PRETRAINED / "default.onnx"
+    path = PRETRAINED / "default-v1.onnx"
     module = torch_model_from_onnx(path)
     # Not bit-equal: the twin keeps float activations where the file quantises them to uint8.
     diff = model_parity(path, module, calib[:64], 32)

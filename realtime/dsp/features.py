@@ -10,10 +10,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-#: Floor added to the magnitude before the log. exp(feature) - EPS recovers the magnitude.
-EPS = 1e-5
-#: Name written into model metadata; a model declaring any other feature type is rejected.
-FEATURE_TYPE = "log_magnitude_eps1e-05"
+# EPS (the floor added to the magnitude before the log) and FEATURE_TYPE (the name in model metadata) are
+# defined in realtime/config.py, which imports no numba: the contract check and `info` read them without it.
+from realtime.config import EPS, FEATURE_TYPE  # noqa: E402, F401 - re-exported
 
 
 def log_magnitude(spec: np.ndarray) -> np.ndarray:

@@ -25,16 +25,20 @@ import math
 import numba
 import numpy as np
 
+from realtime.dsp.ringbuffer import rb_read, rb_write
+
 #: Frame stage: time for a gain *rise* (the output too quiet), and for a cut (the output too loud).
-FRAME_RELEASE_S = 0.02
-FRAME_ATTACK_S = 0.002
+FRAME_RELEASE_S = 0.006
+FRAME_ATTACK_S = 0.003
 #: Frame stage bound on the gain (dB): beyond it the model's frame is not level-matchable (silence out).
 FRAME_MAX_DB = 40.0
 #: After overlap-add: energy follower time constant, gain rise and cut times, bound (dB).
-FOLLOW_S = 0.02
-FOLLOW_RELEASE_S = 0.05
-FOLLOW_ATTACK_S = 0.003
-FOLLOW_MAX_DB = 12.0
+FOLLOW_S = 0.012
+FOLLOW_RELEASE_S = 0.008
+FOLLOW_ATTACK_S = 0.008
+FOLLOW_MAX_DB = 30.0
+#: The flicker smoother lowers a bin this many times faster than it raises it.
+FLICKER_CUT = 3.0
 #: The ``level`` knob is smoothed over this (a jump would apply a converged gain of many dB at once).
 KNOB_S = 0.05
 #: Energies below this (mean square, about -100 dBFS) hold the gain where it is: silence has no level.
@@ -85,7 +89,10 @@ def level_frames(feat_in: np.ndarray, feat_out: np.ndarray, state: np.ndarray, s
             for k in range(nb):
                 o = feat_out[f, k]
                 if math.isfinite(o):
-                    dl = delta[k] + smooth * ((o - feat_in[f, k]) - delta[k])
+                    step = (o - feat_in[f, k]) - delta[k]
+                    # A boost builds over the time constant, a cut comes FLICKER_CUT times faster: a
+                    # burst the model decodes cannot jump out, a gap it decodes does not linger.
+                    dl = delta[k] + (smooth if step > 0.0 else min(FLICKER_CUT * smooth, 1.0)) * step
                     delta[k] = dl
                     feat_out[f, k] = feat_in[f, k] + dl
         else:
@@ -129,21 +136,18 @@ def smooth_coef(ms: float, frame_rate: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, nf: int, hop: int, state: np.ndarray,
-           strength: float, c: np.ndarray, out: np.ndarray) -> None:
+def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, state: np.ndarray, strength: float,
+           c: np.ndarray, out: np.ndarray) -> None:
     """After overlap-add: ``out`` = ``wet`` scaled so its short-term energy follows ``dry``'s times the
-    chain's frame energy ratio (``ratio[:nf]``, frame ``f`` applied from sample ``f * hop`` of the block).
+    chain's frame energy ratio (``ratio``, per sample, aligned with ``wet``: see :func:`ratio_samples`).
 
-    ``state`` = [wet energy, reference energy, gain (log), ratio in use, smoothed strength]. Strength 0
-    copies ``wet`` unchanged (the followers still run, so turning the knob up starts from the right
-    energies).
+    ``state`` = [wet energy, reference energy, gain (log), unused, smoothed strength]. Strength 0 copies
+    ``wet`` unchanged (the followers still run, so turning the knob up starts from the right energies).
     """
-    ew, er, g, r, s = state[0], state[1], state[2], state[3], state[4]
+    ew, er, g, s = state[0], state[1], state[2], state[4]
     ce, ca, cr, lim = c[2], c[3], c[4], c[6]
     for i in range(wet.shape[0]):
-        f = i // hop
-        if f < nf:
-            r = ratio[f]
+        r = ratio[i]
         w = float(wet[i])
         d = float(dry[i])
         ew += ce * (w * w - ew)
@@ -159,4 +163,17 @@ def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, nf: int, hop: in
             out[i] = np.float32(w * math.exp(s * g))
         else:
             out[i] = wet[i]
-    state[0], state[1], state[2], state[3], state[4] = ew, er, g, r, s
+    state[0], state[1], state[2], state[4] = ew, er, g, s
+
+
+@numba.njit(cache=True, nogil=True)
+def ratio_samples(ratio: np.ndarray, nf: int, hop: int, buf: np.ndarray, rstate: np.ndarray, chunk: np.ndarray,
+                  out: np.ndarray) -> None:
+    """Per-sample frame ratios aligned with the synthesised wet block: a FIFO that mirrors the STFT's
+    output FIFO (each frame adds ``hop`` samples of its ratio as synthesis adds its finished hop), so the
+    follower's reference is the same whatever the block sizes."""
+    for f in range(nf):
+        for i in range(hop):
+            chunk[i] = ratio[f]
+        rb_write(buf, rstate, chunk)
+    rb_read(buf, rstate, out)

@@ -63,6 +63,8 @@ class PghiState(NamedTuple):
     heap_id: np.ndarray    # (2 nb,) int64: bin (previous frame) or nb + bin (current frame)
     phase_in: np.ndarray   # (nb,) float64: the input's phase of the current frame
     known: np.ndarray      # (nb,) uint8: bins that keep it (auto)
+    prev_spec: np.ndarray  # (nb,) complex64: the previous frame, when it was played with the input phase
+    flags: np.ndarray      # (1,) int64: 1 when phase[0] must be taken from prev_spec (after input mode)
     consts: np.ndarray     # (4,) float64
 
 
@@ -72,6 +74,7 @@ def make_state(cfg: StftConfig) -> PghiState:
     cg = WINDOW_CG.get(cfg.window, 0.25645)
     st = PghiState(np.zeros((3, nb)), np.zeros((2, nb)), np.zeros(nb), np.zeros((2, nb)), np.zeros(nb, np.uint8),
                    np.zeros(2 * nb), np.zeros(2 * nb, np.int64), np.zeros(nb), np.zeros(nb, np.uint8),
+                   np.zeros(nb, np.complex64), np.zeros(1, np.int64),
                    np.array([cg * cfg.n_fft ** 2, cfg.hop, cfg.n_fft, AUTO_KEEP_DB / 20.0 * math.log(10.0)]))
     reset(st)
     return st
@@ -83,6 +86,8 @@ def reset(st: PghiState) -> None:
     st.tgrad[:] = 0.0
     st.fgrad[:] = 0.0
     st.phase[:] = 0.0
+    st.prev_spec[:] = 0.0
+    st.flags[:] = 0
 
 
 # ------------------------------------------------------------------------------------- max-heap
@@ -200,29 +205,48 @@ def integrate_frame(st: PghiState, phase_in: np.ndarray, known: np.ndarray, use_
 
 
 @numba.njit(cache=True, nogil=True)
+def track_input(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray) -> None:
+    """Input mode: the frame is played with the input phase; keep the integrator's history (the new
+    log-magnitude, and the frame itself, whose phase is only computed if a switch to pghi/auto comes)."""
+    shift_frame(st, target_log)
+    for k in range(spec_row.shape[0]):
+        st.prev_spec[k] = spec_row[k]
+    st.flags[0] = 1
+
+
+@numba.njit(cache=True, nogil=True)
 def phase_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
                 mag: np.ndarray, mode: int, out_row: np.ndarray) -> None:
     """One frame: ``out_row = mag * exp(i phase)`` with the phase of ``mode`` (``MODE_*``).
 
     ``spec_row`` is the input's complex frame, ``in_log``/``target_log`` its log-magnitude and the new one
-    (natural log of the magnitude), ``mag`` the new magnitude. The state advances in every mode (the
-    input mode records the input phase), so switching modes continues from the phase that was played.
+    (natural log of the magnitude), ``mag`` the new magnitude. The state advances in every mode, so a
+    switch of mode continues from the phase that was played (see :func:`track_input`).
     """
     nb = spec_row.shape[0]
+    if mode == MODE_INPUT:
+        track_input(st, spec_row, target_log)
+        for k in range(nb):
+            c = spec_row[k]
+            a = math.sqrt(c.real * c.real + c.imag * c.imag)
+            sc = mag[k] / a if a > 1e-20 else 0.0
+            out_row[k] = np.complex64(complex(c.real * sc, c.imag * sc))
+        return
     shift_frame(st, target_log)
     ph = st.phase
+    if st.flags[0]:  # the previous frame was played with its input phase
+        for k in range(nb):
+            c = st.prev_spec[k]
+            ph[0, k] = math.atan2(c.imag, c.real)
+        st.flags[0] = 0
     pin = st.phase_in
     for k in range(nb):
         c = spec_row[k]
         pin[k] = math.atan2(c.imag, c.real)
-    if mode == MODE_INPUT:
-        for k in range(nb):
-            ph[1, k] = pin[k]
-    else:
-        keep = st.consts[3]
-        for k in range(nb):  # known = the magnitude stayed close to the input's (auto only)
-            st.known[k] = 1 if abs(target_log[k] - in_log[k]) < keep else 0
-        integrate_frame(st, pin, st.known, mode == MODE_AUTO)
+    keep = st.consts[3]
+    for k in range(nb):  # known = the magnitude stayed close to the input's (auto only)
+        st.known[k] = 1 if abs(target_log[k] - in_log[k]) < keep else 0
+    integrate_frame(st, pin, st.known, mode == MODE_AUTO)
     for k in range(nb):
         p = ph[1, k]
         out_row[k] = np.complex64(complex(mag[k] * math.cos(p), mag[k] * math.sin(p)))

@@ -346,6 +346,12 @@ class StreamingStft:
                            self.out_spec, self._acc, self._out_buf, self._out_state, self.hop)
 
     @property
+    def output_prefill(self) -> int:
+        """Zeros the output FIFO starts with (``hop - gcd(block, hop)``): a FIFO that must stay aligned
+        with the synthesised output starts with as many samples."""
+        return self._prefill
+
+    @property
     def underflows(self) -> int:
         """Output samples zero-filled because synthesis was short (0 unless the API is misused)."""
         return int(self._out_state[UNDERFLOWS])

@@ -13,9 +13,9 @@ import numba
 import numpy as np
 
 from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
-from realtime.dsp.level import follow, frame_ratio
+from realtime.dsp.level import follow, frame_ratio, ratio_samples
 from realtime.dsp.noise import ar1_frames
-from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame
+from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame, track_input
 from realtime.dsp.ringbuffer import rb_read, rb_write
 from realtime.dsp.stft import StftBuffers, analyze_kernel, synthesize_kernel
 from realtime.engine import stats as _S
@@ -207,6 +207,10 @@ class PostState(NamedTuple):
     mag: np.ndarray         # (n_bins,) work: its magnitude
     scratch: np.ndarray     # (n_bins,) complex64 work
     ratio: np.ndarray       # (max_frames,) the chain's frame energy ratio (level follower reference)
+    ratio_buf: np.ndarray   # its per-sample FIFO (level.ratio_samples), state, one hop of work, the block
+    ratio_state: np.ndarray
+    ratio_chunk: np.ndarray
+    ratio_block: np.ndarray
     pghi: PghiState
     level_coefs: np.ndarray
     follow_state: np.ndarray  # level.follow's [wet energy, reference energy, gain, ratio]
@@ -261,6 +265,15 @@ def new_magnitude(spec_row, in_feat, out_feat, w, use_model, target, mag):
         mag[k] = max(_exp32(min(t, np.float32(30.0))) - _EPS32, np.float32(0.0))
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def new_log_magnitude(in_feat, out_feat, w, use_model, target):
+    """:func:`new_magnitude`'s log-magnitude only (what the phase integrator tracks in input mode)."""
+    for k in range(in_feat.shape[0]):
+        o = out_feat[k] if use_model else in_feat[k]
+        o = o if _finite32(o) else in_feat[k]
+        target[k] = (np.float32(1.0) - w) * in_feat[k] + w * o
+
+
 @numba.njit(cache=True, nogil=True)
 def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level, ps):
     """New magnitudes, their phase (``phase_mode``: input / pghi / auto), overlap-add synthesis, the level
@@ -281,9 +294,8 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
             else:
                 sb.out_spec[:nf] = sb.spec[:nf]
             for f in range(nf):  # the phase integrator follows along, so a switch to pghi continues smoothly
-                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
-                              ps.target, ps.mag)
-                phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, MODE_INPUT, ps.scratch)
+                new_log_magnitude(feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model, ps.target)
+                track_input(ps.pghi, sb.spec[f], ps.target)
         else:
             for f in range(nf):
                 new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
@@ -296,7 +308,9 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
         frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
     synthesize_kernel(sb.out_spec, nf, sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, wet, sb.hop)
     followed = ps.followed[:n]
-    follow(wet, dry, ps.ratio, nf, sb.hop, ps.follow_state, level, ps.level_coefs, followed)
+    rblock = ps.ratio_block[:n]
+    ratio_samples(ps.ratio, nf, sb.hop, ps.ratio_buf, ps.ratio_state, ps.ratio_chunk, rblock)
+    follow(wet, dry, rblock, ps.follow_state, level, ps.level_coefs, followed)
     c = ps.consts
     peak, ss, lim, hits = mix_limit(dry, followed, x_out, ps.mix_state, mix, out_gain, c[0], c[1], c[2])
     st[S_LIMITER_HITS] += hits

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realtime.config import WINDOW_MODES, StftConfig
-from realtime.dsp.features import FEATURE_TYPE
+from realtime.config import FEATURE_TYPE, WINDOW_MODES, StftConfig
 from realtime.errors import ModelError  # noqa: F401 - raised here, re-exported
 
 #: The newest contract this host implements (what :func:`build_metadata` writes for a stateful model).

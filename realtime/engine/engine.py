@@ -205,11 +205,14 @@ class Engine:
         self._pghi = phase.make_state(self.cfg)
         self._level_coefs = level.coefs(self.frame_rate, sr)
         self._follow = np.zeros(5, np.float64)
+        self._ratio_fifo = RingBuffer(self.stft.output_prefill + max_block + self.cfg.hop)
         self._pre = blockdsp.PreState(self._x, self._in_state, self._dry_line.buf, self._dry_line.state, self._dry, sb,
                                       self._feat_in, self._frame_ms, self._gate, self._frame_wet, st.scalars,
                                       np.array([self.k_sample, self._ms_norm]))
         self._post = blockdsp.PostState(sb, self._feat_in, self._frame_wet, np.zeros(nb, np.float32),
                                         np.zeros(nb, np.float32), np.zeros(nb, np.complex64), np.ones(nf, np.float64),
+                                        self._ratio_fifo.buf, self._ratio_fifo.state,
+                                        np.zeros(self.cfg.hop, np.float32), np.ones(max_block, np.float32),
                                         self._pghi, self._level_coefs, self._follow, self._wet,
                                         np.zeros(max_block, np.float32), self._dry,
                                         self._out_state, st.scalars, st.spec_in, st.spec_out,
@@ -254,10 +257,12 @@ class Engine:
         self._in_state[0] = 10.0 ** (v[P.I_IN_GAIN] / 20.0)
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
         self._gate[0] = 0.0
-        self._dehum.reset()
-        self._declick.reset()
         phase.reset(self._pghi)
         self._follow[:] = (0.0, 0.0, 0.0, 1.0, self._follow_strength())
+        self._dehum.reset()
+        self._declick.reset()
+        self._ratio_fifo.reset()
+        self._ratio_fifo.write(np.ones(self.stft.output_prefill, np.float32))
         for k, s in enumerate(self.slots):
             s.level_state[:] = (0.0, float(v[P.I_LEVEL[k]]))
             s.delta[:] = 0.0

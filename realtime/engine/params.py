@@ -16,11 +16,18 @@ import numpy as np
 from realtime.errors import ParamError  # noqa: F401 - raised here, re-exported
 
 MAX_SLOTS = 4
+#: Every OSC address starts here (``/diffusion/<name>``, per slot ``/diffusion/slot/<k>/<name>``).
+OSC_PREFIX = "/diffusion"
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One knob: range, default, unit and whether it is per model slot."""
+    """One knob: range, default, unit and whether it is per model slot; plus what a user reads about it.
+
+    Everything a user types or sees for a knob derives from this one row: the panel's label and tooltip, the
+    preset key (:meth:`key`), the OSC address (:meth:`osc_address`), the MIDI-learn name (the key) and the CLI
+    flag (:attr:`cli_flag`). Chain slots count from 0 everywhere (panel, presets, OSC, MIDI, CLI).
+    """
 
     name: str
     label: str
@@ -30,25 +37,52 @@ class ParamSpec:
     unit: str = ""
     per_slot: bool = False
     toggle: bool = False
+    doc: str = ""
+
+    def key(self, slot: int = 0) -> str:
+        """Preset key and MIDI-learn name: ``"amount"`` for slot 0, ``"amount@2"`` for slot 2."""
+        return self.name if slot == 0 else f"{self.name}@{slot}"
+
+    def osc_address(self, slot: int | None = None) -> str:
+        """``/diffusion/<name>`` (a global knob, or slot 0 of a per-slot one), ``/diffusion/slot/<k>/<name>``;
+        ``slot=None`` on a per-slot knob gives the pattern with ``<k>``."""
+        if not self.per_slot:
+            return f"{OSC_PREFIX}/{self.name}"
+        return f"{OSC_PREFIX}/slot/{'<k>' if slot is None else slot}/{self.name}"
+
+    @property
+    def cli_flag(self) -> str:
+        """``--noise-rate`` for ``noise_rate``: the option ``process`` and ``live`` take."""
+        return "--" + self.name.replace("_", "-")
+
+    def range_text(self) -> str:
+        """``"0..1"``, ``"-24..24 dB"``, ``"off/on"``."""
+        if self.toggle:
+            return "off/on (0/1)"
+        return f"{self.lo:g}..{self.hi:g} {self.unit}".rstrip()
 
 
 SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("amount", "Diffusion amount", 0.0, 1.0, 0.3, "", per_slot=True),
-    ParamSpec("noise_rate", "Noise rate", 0.01, 40.0, 2.0, "Hz", per_slot=True),
-    ParamSpec("freeze", "Freeze", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
-    ParamSpec("slot_bypass", "Slot bypass", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True),
-    ParamSpec("mix", "Mix", 0.0, 1.0, 1.0, ""),
+    ParamSpec("amount", "Diffusion amount", 0.0, 1.0, 0.3, "", per_slot=True,
+              doc="how far the latent moves toward noise"),
+    ParamSpec("noise_rate", "Noise rate", 0.01, 40.0, 2.0, "Hz", per_slot=True, doc="how fast the noise evolves"),
+    ParamSpec("freeze", "Freeze", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True, doc="hold the latent"),
+    ParamSpec("slot_bypass", "Slot bypass", 0.0, 1.0, 0.0, "", per_slot=True, toggle=True,
+              doc="pass this slot's input through"),
+    ParamSpec("mix", "Mix", 0.0, 1.0, 1.0, "", doc="dry/wet (latency-compensated dry)"),
     ParamSpec("input_gain", "Input gain", -24.0, 24.0, 0.0, "dB"),
     ParamSpec("output_gain", "Output gain", -24.0, 24.0, 0.0, "dB"),
-    ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True),
-    ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS"),
+    ParamSpec("bypass", "Bypass (A/B)", 0.0, 1.0, 0.0, "", toggle=True, doc="the dry signal, for A/B"),
+    ParamSpec("gate", "Gate threshold", -120.0, -20.0, -70.0, "dBFS",
+              doc="quieter frames keep their input spectrum"),
     # Level stage (realtime/dsp/level.py): how far the slot's output energy is held to its input's. The
     # engine starts restoration slots at 0 (they remove energy on purpose).
     ParamSpec("level", "Level follow", 0.0, 1.0, 1.0, "", per_slot=True),
     # Flicker smoother of the level stage: time constant of the model's per-bin change across frames.
-    ParamSpec("smooth", "Flicker smoothing", 0.0, 50.0, 10.0, "ms", per_slot=True),
-    # Phase stage (realtime/dsp/phase.py): 0 input, 1 pghi, 2 auto (see CHOICES).
-    ParamSpec("phase", "Phase (input/pghi/auto)", 0.0, 2.0, 2.0, ""),
+    ParamSpec("smooth", "Flicker smoothing", 0.0, 50.0, 25.0, "ms", per_slot=True),
+    # Phase stage (realtime/dsp/phase.py): 0 input, 1 pghi, 2 auto (see CHOICES). Input by default: with
+    # the shipped model at 512/128 it measured fewer clicks and a better harmonic-to-noise ratio.
+    ParamSpec("phase", "Phase (input/pghi/auto)", 0.0, 2.0, 0.0, ""),
     # Contract-2 controls (fed to a model only if it declares the matching optional input; see
     # docs/model-contract.md). Direction: per-dimension offset and scale of the first DIRECTION_DIMS latent
     # dimensions (as RAVE's VST), and guidance toward a target latent (captured live or from a file).
@@ -70,6 +104,14 @@ CHOICES = {"phase": ("input", "pghi", "auto")}
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 GLOBAL_NAMES = tuple(s.name for s in SPECS if not s.per_slot)
 SLOT_NAMES = tuple(s.name for s in SPECS if s.per_slot)
+
+
+def controls_table() -> list[dict]:
+    """Every control as the user meets it (``audio-diffusion controls``): one row per knob, from :data:`SPECS`."""
+    return [{"name": s.name, "label": s.label, "osc": s.osc_address(), "cli": s.cli_flag, "preset_key": s.key(),
+             "midi": s.key() + (" / name@k" if s.per_slot else ""), "min": s.lo, "max": s.hi, "default": s.default,
+             "unit": s.unit, "per_slot": s.per_slot, "toggle": s.toggle, "range": s.range_text(), "doc": s.doc}
+            for s in SPECS]
 
 
 def _layout() -> dict[tuple[str, int], int]:

@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model path or shipped name (default, denoise); repeat for a chain (default: first shipped)")
     p.add_argument("--input", default=None, help="input device name (substring) or index")
     p.add_argument("--output", default=None, help="output device name (substring) or index")
-    p.add_argument("--blocksize", type=int, default=128)
+    p.add_argument("--blocksize", type=int, default=128, help="samples per block (default 128)")
+    p.add_argument("--client-name", default="audio-diffusion", help="JACK client name (default audio-diffusion)")
     p.add_argument("--preset", default=None, help="load this preset (JSON) at start")
     p.add_argument("--osc-port", type=int, default=None,
                    help="open an OSC server on 127.0.0.1 at this port (0: any free port); default off")
@@ -56,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     theme.apply(app)
-    host = LocalHost() if args.in_process else ProcessHost()
+    _quit_code = [0]
+    _quit_on_signals(app, _quit_code)
+    host = LocalHost(args.client_name) if args.in_process else ProcessHost(client_name=args.client_name)
     window = None
     try:
         models = [str(resolve_model(m)) for m in args.model] if args.model else None
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             window.start_engine()
         window.resize(1280, 800)
         window.show()
-        return int(app.exec())
+        return int(app.exec()) or _quit_code[0]
     finally:
         if window is not None:
             window.shutdown()
@@ -77,6 +80,28 @@ def main(argv: list[str] | None = None) -> int:
         host.close()
         if awake is not None:
             awake.close()
+
+
+def _quit_on_signals(app, code: list[int]) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM in the panel's terminal closes the panel cleanly (engine stopped, exit 130/143).
+    Qt's event loop runs in C++, so a timer hands control back to Python often enough to run the handler."""
+    import signal
+
+    from PyQt6.QtCore import QTimer
+
+    def handler(signum, frame) -> None:
+        code[0] = 130 if signum == signal.SIGINT else 143
+        print(f"stopped ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}); closing the panel",
+              file=sys.stderr, flush=True)
+        app.quit()
+        QTimer.singleShot(0, app.quit)  # a signal before the event loop runs: quit as soon as it does
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    app._signal_timer = timer  # keep it alive with the application
 
 
 if __name__ == "__main__":

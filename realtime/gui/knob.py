@@ -87,6 +87,16 @@ class _Bound(QWidget):
 
     def set_slot(self, slot: int) -> None:
         self.slot = slot if self.spec.per_slot else 0
+        self._tooltip()
+
+    def tooltip_text(self, value_text: str = "") -> str:
+        """Label, value, OSC address (from the table of knobs) and the MIDI binding, for the tooltip."""
+        tip = f"{self.spec.label}" + (f": {value_text}" if value_text else "")
+        tip += f"\nOSC {self.spec.osc_address(self.slot if self.spec.per_slot else None)}"
+        return tip + (f"\nMIDI {self.midi_text}" if self.midi_text else "")
+
+    def _tooltip(self) -> None:
+        self.setToolTip(self.tooltip_text())
 
     def _menu(self, pos) -> None:
         menu = QMenu(self)
@@ -144,7 +154,8 @@ class KnobControl(_Bound):
         self._shown = value
         text = format_value(self.spec, value)
         self.value_label.setText(text)
-        self.dial.setToolTip(f"{self.spec.label}: {text}" + (f" ({self.midi_text})" if self.midi_text else ""))
+        self.dial.setToolTip(self.tooltip_text(text))
+        self.setToolTip(self.tooltip_text())
 
     def show_value(self, value: float) -> None:
         """Show the store's value; never writes back (signals blocked) and never fights a drag."""
@@ -185,6 +196,11 @@ class ToggleControl(_Bound):
         lay.addWidget(self.button)
         self.button.toggled.connect(lambda on: self.write(1.0 if on else 0.0))
         self.show_value(params.get(name, self.slot))
+        self._tooltip()
+
+    def _tooltip(self) -> None:
+        super()._tooltip()
+        self.button.setToolTip(self.tooltip_text())
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.button.setChecked(event.angleDelta().y() > 0)

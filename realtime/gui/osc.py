@@ -13,10 +13,10 @@ from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from realtime.engine.params import ParamError, Params
+from realtime.engine.params import OSC_PREFIX, ParamError, Params
 from realtime.gui.controls import knob_key, parse_key
 
-PREFIX = "/diffusion"
+PREFIX = OSC_PREFIX  # one prefix, from the table of knobs
 
 
 class _CountingDispatcher(Dispatcher):

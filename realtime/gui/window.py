@@ -24,11 +24,12 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QPushButton,
     QSizePolicy,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from realtime.engine.params import DIRECTION_DIMS
+from realtime.engine.params import DIRECTION_DIMS, SPEC_BY_NAME, SPECS
 from realtime.gui.knob import KnobControl, ToggleControl
 from realtime.gui.meters import LatentBars, LevelMeter
 from realtime.gui.midi import MidiInput, MidiMap
@@ -231,22 +232,32 @@ class MainWindow(QMainWindow):
         frame.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
         p = self.params
         self.knobs: dict[str, KnobControl | ToggleControl] = {
-            "amount": KnobControl(p, "amount", diameter=200, big=True),
+            "amount": KnobControl(p, "amount", diameter=160, big=True),
             "noise_rate": KnobControl(p, "noise_rate"),
             "mix": KnobControl(p, "mix"),
             "gate": KnobControl(p, "gate"),
             "input_gain": KnobControl(p, "input_gain"),
             "output_gain": KnobControl(p, "output_gain"),
-            "bypass": ToggleControl(p, "bypass", text="Bypass (A/B)"),
+            "level": KnobControl(p, "level"),
+            "smooth": KnobControl(p, "smooth"),
+            "phase": KnobControl(p, "phase"),
+            "bypass": ToggleControl(p, "bypass"),
             "freeze": ToggleControl(p, "freeze"),
-            "slot_bypass": ToggleControl(p, "slot_bypass", text="Slot bypass"),
+            "slot_bypass": ToggleControl(p, "slot_bypass"),
         }
         # Direction (contract-2 models with a learned prior; a model without the inputs ignores them).
         self.knobs["latent_mode"] = ToggleControl(p, "latent_mode", text="Noise mix (v1)")
-        self.knobs["toward"] = KnobControl(p, "toward")
+        self.knobs["toward"] = KnobControl(p, "toward", diameter=34)
         for j in range(DIRECTION_DIMS):
             self.knobs[f"offset_{j + 1}"] = KnobControl(p, f"offset_{j + 1}", diameter=34)
             self.knobs[f"scale_{j + 1}"] = KnobControl(p, f"scale_{j + 1}", diameter=34)
+        # Knobs added to the table later get a control too (the table is the source of truth): a dial, or a
+        # button for a toggle, in an extra row below the laid-out ones.
+        # Target dimensions are set by a capture (button, MIDI or OSC), not by hand: no dial for them.
+        extra = [s.name for s in SPECS if s.name not in self.knobs and s.name != "capture"
+                 and not s.name.startswith("target_")]
+        for name in extra:
+            self.knobs[name] = ToggleControl(p, name) if SPEC_BY_NAME[name].toggle else KnobControl(p, name)
         for k in self.knobs.values():
             k.learnRequested.connect(self.learn)
             k.forgetRequested.connect(self.forget_midi)
@@ -257,44 +268,63 @@ class MainWindow(QMainWindow):
         center = QVBoxLayout()
         center.setSpacing(4)
         center.addWidget(self.knobs["amount"], 0, Qt.AlignmentFlag.AlignHCenter)
-        center.addStretch(1)
-        for names in (("noise_rate", "mix", "gate"), ("input_gain", "output_gain")):
+        # Two pages under the amount knob, so the panel still fits a 1280x800 screen: the sound's knobs, and
+        # the latent's direction (contract-2 models).
+        tabs = QTabWidget()
+        sound = QWidget()
+        page = QVBoxLayout(sound)
+        page.setContentsMargins(0, 4, 0, 0)
+        rows = [("noise_rate", "mix", "gate"), ("level", "smooth", "phase"), ("input_gain", "output_gain")]
+        dials = [n for n in extra if not SPEC_BY_NAME[n].toggle]
+        rows += [tuple(dials[i:i + 3]) for i in range(0, len(dials), 3)]
+        for names in rows:
             row = QHBoxLayout()
             for name in names:
                 row.addWidget(self.knobs[name])
-            center.addLayout(row)
-            center.addStretch(1)
+            page.addLayout(row)
         toggles = QHBoxLayout()
-        for name in ("bypass", "freeze", "slot_bypass"):
+        for name in ("bypass", "freeze", "slot_bypass", *(n for n in extra if SPEC_BY_NAME[n].toggle)):
             toggles.addWidget(self.knobs[name])
-        center.addLayout(toggles)
-        center.addWidget(self._direction())
+        page.addLayout(toggles)
+        tabs.addTab(sound, "Sound")
+        tabs.addTab(self._direction(), "Direction")
+        self.control_tabs = tabs
+        center.addWidget(tabs, 1)
         body.addLayout(center, 1)
         body.addWidget(self.out_meter)
         frame.setMinimumWidth(470)
         return frame
 
-    def _direction(self) -> QFrame:
+    def _direction(self) -> QWidget:
         """Latent direction: target capture, toward, noise-mix mode, per-dimension offset and scale."""
-        frame, lay = _card("DIRECTION")
+        frame = QWidget()
+        lay = QVBoxLayout(frame)
         top = QHBoxLayout()
         self.capture_button = QPushButton("Capture target")
-        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it")
+        self.capture_button.setToolTip("Hold the current sound's latent as the target; 'Toward' steers to it\n"
+                                       f"OSC {SPEC_BY_NAME['capture'].osc_address()}")
         # Momentary: the engine captures on the rising edge of the 'capture' knob (so MIDI and OSC can too).
         self.capture_button.pressed.connect(lambda: self._set_capture(1.0))
         self.capture_button.released.connect(lambda: self._set_capture(0.0))
         top.addWidget(self.capture_button)
-        top.addWidget(self.knobs["toward"])
         top.addWidget(self.knobs["latent_mode"])
+        top.addStretch(1)
         lay.addLayout(top)
-        for prefix in ("offset", "scale"):
-            row = QHBoxLayout()
-            row.setSpacing(0)
+        row = QHBoxLayout()
+        row.setSpacing(0)
+        row.addWidget(self.knobs["toward"])
+        grid = QGridLayout()
+        grid.setSpacing(0)
+        for r, prefix in enumerate(("offset", "scale")):
             for j in range(DIRECTION_DIMS):
                 k = self.knobs[f"{prefix}_{j + 1}"]
                 k.label.setText(f"{prefix[0].upper()}{j + 1}")
-                row.addWidget(k)
-            lay.addLayout(row)
+                k.value_label.hide()
+                k.setToolTip(k.spec.label)
+                grid.addWidget(k, r, j)
+        row.addLayout(grid, 1)
+        lay.addLayout(row)
+        lay.addStretch(1)
         return frame
 
     def _set_capture(self, value: float) -> None:
@@ -481,7 +511,7 @@ class MainWindow(QMainWindow):
         self.slot_combo.blockSignals(True)
         self.slot_combo.clear()
         for k, m in enumerate(self.models):
-            self.slot_combo.addItem(f"{k + 1}: {Path(m).stem}", k)
+            self.slot_combo.addItem(f"{k}: {Path(m).stem}", k)  # slots count from 0 everywhere (OSC, presets)
         self.slot_combo.setCurrentIndex(slot)
         self.slot_combo.blockSignals(False)
         chain = len(self.models) > 1
@@ -544,7 +574,13 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return False
         if preset.models and preset.models != self.models:
-            if self.running:
+            if self.running and len(preset.models) == len(self.models):
+                # Same chain length, rate and block size: hot-swap slot by slot (crossfaded), no stream
+                # restart, so every connection the user made in JACK stays.
+                for slot, path in enumerate(preset.models):
+                    if path != self.models[slot] and not self.choose_model(path, slot):
+                        return False
+            elif self.running:
                 if not self.start_engine(preset.models):
                     return False
             else:

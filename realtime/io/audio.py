@@ -10,15 +10,21 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from realtime.engine import stats as S
-from realtime.engine.engine import Engine, freeze_heap
 from realtime.engine.watchdog import RunWatchdog
 from realtime.errors import AudioDeviceError  # noqa: F401 - raised here, re-exported
 
+if TYPE_CHECKING:
+    from realtime.engine.engine import Engine
+
 SWITCH_INTERVAL = 0.0005
+#: The JACK client name of the live stream (``--client-name``): ports ``audio-diffusion:in_0`` / ``:out_0``.
+CLIENT_NAME = "audio-diffusion"
+_client_name_bytes: list[bytes] = []  # PortAudio keeps the pointer: the bytes must live as long as the process
 
 
 def _sd():
@@ -37,6 +43,93 @@ def rescan() -> None:
     sd._initialize()
 
 
+def set_jack_client_name(name: str) -> bool:
+    """Name this process's JACK client (PortAudio's default is ``PortAudio``) via ``PaJack_SetClientName``.
+
+    PortAudio reads the name when it initialises its JACK host API, so this re-initialises PortAudio: call it
+    before any stream is open. Returns False where PortAudio has no JACK support (the name is then moot).
+    """
+    import ctypes
+
+    if not name or len(name) > 64 or any(c in name for c in ":\n"):
+        raise AudioDeviceError(f"--client-name {name!r}: use up to 64 characters, no ':'")
+    sd = _sd()
+    try:
+        fn = ctypes.CDLL(sd._libname).PaJack_SetClientName
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes, fn.restype = [ctypes.c_char_p], ctypes.c_int
+    data = name.encode()
+    _client_name_bytes.append(data)
+    sd._terminate()
+    ok = fn(data) == 0
+    sd._initialize()
+    return ok
+
+
+def jack_connections(client_name: str) -> list[tuple[str, str]]:
+    """The connections of ``client_name``'s ports as ``(source, destination)`` pairs (JACK-Client); empty
+    when there is no JACK server or no JACK-Client."""
+    try:
+        import jack
+    except (ImportError, OSError):
+        return []
+    try:
+        client = jack.Client(f"{client_name}-connections", no_start_server=True)
+    except Exception:  # noqa: BLE001 - no server: nothing to keep
+        return []
+    try:
+        pairs = []
+        for port in client.get_ports(f"{client_name}:"):
+            if not port.name.startswith(client_name + ":"):
+                continue
+            for other in client.get_all_connections(port):
+                pairs.append((port.name, other.name) if port.is_output else (other.name, port.name))
+        return sorted(set(pairs))
+    finally:
+        client.deactivate()
+        client.close()
+
+
+def restore_jack_connections(pairs: list[tuple[str, str]], timeout: float = 2.0) -> int:
+    """Make the connections in ``pairs`` again (after a stream restart), waiting up to ``timeout`` for the
+    ports to appear; returns how many are in place."""
+    if not pairs:
+        return 0
+    try:
+        import jack
+    except (ImportError, OSError):
+        return 0
+    try:
+        client = jack.Client("audio-diffusion-connections", no_start_server=True)
+    except Exception:  # noqa: BLE001
+        return 0
+    done = 0
+    try:
+        deadline = time.monotonic() + timeout
+        for src, dst in pairs:
+            while True:
+                try:
+                    client.connect(src, dst)
+                    done += 1
+                    break
+                except jack.JackErrorCode as exc:
+                    if "already exists" in str(exc):
+                        done += 1
+                        break
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                except jack.JackError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+    finally:
+        client.deactivate()
+        client.close()
+    return done
+
+
 def list_devices() -> str:
     """Human-readable device list (index, name, host API, channels, default rate)."""
     sd = _sd()
@@ -47,6 +140,15 @@ def list_devices() -> str:
         lines.append(f"{i:3d}  {d['name']}  [{api}]  in {d['max_input_channels']} / out "
                      f"{d['max_output_channels']}  {d['default_samplerate']:.0f} Hz")
     return "\n".join(lines) if lines else "no audio devices found (is an audio server running?)"
+
+
+def device_table() -> list[dict]:
+    """The devices as data (``devices --json``): index, name, host API, channels, default rate."""
+    sd = _sd()
+    apis = sd.query_hostapis()
+    return [{"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
+             "max_input_channels": d["max_input_channels"], "max_output_channels": d["max_output_channels"],
+             "default_samplerate": d["default_samplerate"]} for i, d in enumerate(sd.query_devices())]
 
 
 def find_device(spec: int | str | None, kind: str) -> int | None:
@@ -166,6 +268,8 @@ class LiveStream:
         for 5 ms, twice a 128-sample block. For a GUI, run the engine in its own process
         (:class:`realtime.io.host.ProcessHost`).
         """
+        from realtime.engine.engine import freeze_heap
+
         sd = _sd()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         freeze_heap()

@@ -20,6 +20,8 @@ from realtime.engine.params import N_VALUES, Params
 from realtime.engine.stats import Stats
 from realtime.errors import HostError  # noqa: F401 - raised here, re-exported
 
+CLIENT_NAME = "audio-diffusion"  # the JACK client name (realtime.io.audio.CLIENT_NAME; kept light here)
+
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from realtime.errors import USER_ERRORS
@@ -30,10 +32,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
 class _Runner:
     """Owns the engine + stream; used in-process by LocalHost and inside ProcessHost's child."""
 
-    def __init__(self, params: Params, stats: Stats) -> None:
+    def __init__(self, params: Params, stats: Stats, client_name: str = CLIENT_NAME) -> None:
         self.params, self.stats = params, stats
         self.live = None
         self.config: dict | None = None
+        self.client_name = client_name
+        self._named = False
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0, preload: list[str] | None = None) -> dict:
@@ -44,17 +48,28 @@ class _Runner:
         engine = Engine([resolve_model(m) for m in models], block_size=block_size, window=window, seed=seed,
                         params=self.params, stats=self.stats)  # validates every model before touching the stream
         engine.preload([resolve_model(m) for m in preload or ()])  # before the stream: no GIL contention
+        if not self._named and self.live is None:  # PortAudio reads the JACK client name when it initialises
+            from realtime.io.audio import set_jack_client_name
+
+            set_jack_client_name(self.client_name)
+            self._named = True
         live = LiveStream(engine, input, output)
         live.prepare()  # device errors surface here, while the old stream still plays
         old = self.live
+        kept = []
         if old is not None:
+            from realtime.io.audio import jack_connections
+
+            kept = jack_connections(self.client_name)  # the user's connections survive the restart
             old.stop()
         try:
             live.start()
         except Exception:
             if old is not None:  # keep the last good state running
                 old.start()
+                _restore(kept)
             raise
+        _restore(kept)
         self.live = live
         self.config = {"models": [str(resolve_model(m)) for m in models], "input": input, "output": output,
                        "block_size": block_size, "window": window, "seed": seed, "preload": list(preload or ())}
@@ -115,13 +130,20 @@ class _Runner:
                 "latent_dim": e.slots[0].model.latent_dim, "n_bins": e.cfg.n_bins}
 
 
+def _restore(pairs: list[tuple[str, str]]) -> None:
+    if pairs:
+        from realtime.io.audio import restore_jack_connections
+
+        restore_jack_connections(pairs)
+
+
 class LocalHost:
     """The engine and its stream in this process (simplest; fine without a busy GUI)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_name: str = CLIENT_NAME) -> None:
         self.params = Params()
         self.stats = Stats()
-        self._runner = _Runner(self.params, self.stats)
+        self._runner = _Runner(self.params, self.stats, client_name)
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
               seed: int = 0, preload: list[str] | None = None) -> dict:
@@ -146,13 +168,19 @@ class LocalHost:
         self.stop()
 
 
-def _child(conn, params_name: str, stats_name: str) -> None:
+def _child(conn, params_name: str, stats_name: str, client_name: str = CLIENT_NAME) -> None:
     """ProcessHost's child: serve commands until 'close' (or the parent vanishes)."""
     import os
+    import signal
+
+    # Ctrl-C in the terminal reaches the whole process group: the parent stops the engine and prints the
+    # summary; the child must neither die first nor print a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     p_shm = shared_memory.SharedMemory(name=params_name)
     s_shm = shared_memory.SharedMemory(name=stats_name)
-    runner = _Runner(Params(p_shm.buf), Stats(s_shm.buf))
+    runner = _Runner(Params(p_shm.buf), Stats(s_shm.buf), client_name)
     errors = _user_errors() + (HostError,)
     while True:
         try:
@@ -186,8 +214,9 @@ class ProcessHost:
     vanished, without restarting the application.
     """
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: float = 30.0, client_name: str = CLIENT_NAME) -> None:
         self.timeout = timeout
+        self.client_name = client_name
         self._p_shm = shared_memory.SharedMemory(create=True, size=N_VALUES * 8)
         self._s_shm = shared_memory.SharedMemory(create=True, size=Stats.nbytes())
         self.params = Params(self._p_shm.buf)
@@ -203,9 +232,20 @@ class ProcessHost:
     def _spawn(self) -> None:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no GUI threads or Qt state inherited
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(child_conn, self._p_shm.name, self._s_shm.name),
+        self._proc = ctx.Process(target=_child, args=(child_conn, self._p_shm.name, self._s_shm.name, self.client_name),
                                  daemon=True, name="audio-diffusion-engine")
-        self._proc.start()
+        # SIGINT stays blocked while the child boots (the mask is inherited through exec), so a Ctrl-C during
+        # start-up cannot hit the child's interpreter before _child ignores it.
+        import signal
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._proc.start()
+        finally:
+            if main_thread:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         child_conn.close()
 
     def _call(self, cmd: str, *args, **kwargs):
@@ -254,9 +294,14 @@ class ProcessHost:
         """Replace the engine process and start the last good configuration again."""
         if self._config is None:
             raise HostError("nothing to restart: start the engine first")
+        from realtime.io.audio import jack_connections
+
+        kept = jack_connections(self.client_name)  # empty when the server itself went away
         self._kill()
         self._spawn()
-        return self._call("start", *self._config)
+        info = self._call("start", *self._config)
+        _restore(kept)
+        return info
 
     def describe(self) -> dict:
         return self._call("describe")

@@ -69,19 +69,6 @@ def _read(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
     return data, sr
 
 
-#: Amount a slot starts at when none is given: effects at a moderate 0.3; stateful (contract v2) restoration
-#: models, whose amount is the attenuation limit, at full strength; contract-v1 denoisers at 0 (their best).
-EFFECT_AMOUNT = 0.3
-
-
-def default_amount(model: str | Path | EffectModel) -> float:
-    """The amount a model starts at when the user gives none (see :data:`EFFECT_AMOUNT`)."""
-    info = model.info if isinstance(model, EffectModel) else EffectModel(model).info
-    if info.kind != "restoration":
-        return EFFECT_AMOUNT
-    return 1.0 if info.contract_version >= 2 else 0.0
-
-
 def _check_input(path: Path) -> None:
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
@@ -89,6 +76,25 @@ def _check_input(path: Path) -> None:
         raise AudioFileError(f"{path} is a folder; give an audio file ({supported_text()})")
     if not os.access(path, os.R_OK):
         raise AudioFileError(f"{path}: permission denied (cannot read the file)")
+
+
+#: Amount a slot starts at when none is given: effects at a moderate 0.3; stateful (contract v2) restoration
+#: models, whose amount is the attenuation limit, at full strength; contract-v1 denoisers at 0 (their best).
+EFFECT_AMOUNT = 0.3
+
+
+def default_amount(model: str | Path | EffectModel) -> float:
+    """The amount a model starts at when the user gives none (see :data:`EFFECT_AMOUNT`)."""
+    if isinstance(model, EffectModel):
+        info = model.info
+    else:  # the metadata alone: no probe, no warm-up (this runs before every command's engine is built)
+        from realtime.engine.contract import parse_metadata
+        from realtime.engine.model import open_session
+
+        info = parse_metadata(open_session(model).get_modelmeta().custom_metadata_map, model)
+    if info.kind != "restoration":
+        return EFFECT_AMOUNT
+    return 1.0 if info.contract_version >= 2 else 0.0
 
 
 # Sample formats of 16 bits or fewer get TPDF dither when the engine's float output is reduced to them.

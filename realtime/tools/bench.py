@@ -48,12 +48,12 @@ from realtime.io import cpuwake
 from realtime.io.offline import process_signal
 from realtime.paths import PRETRAINED
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is realtime/tools/bench.py)
 DEFAULT_OUT = ROOT / "docs" / "bench"
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024)
 DEVICE_PERIODS = (64, 128, 256)
-SECTIONS = ("meta", "latency", "block_times", "stages", "offline", "baselines", "baselines_batched", "startup",
-            "device", "jitter", "quality", "low_latency", "published", "targets")
+SECTIONS = ("meta", "latency", "block_times", "stages", "sound_stages", "offline", "baselines", "baselines_batched",
+            "startup", "cli_startup", "device", "jitter", "quality", "low_latency", "published", "targets")
 #: Sections a run can skip (``--skip``).
 MEASURED = SECTIONS[1:-2]
 #: Impulse height: well under the limiter's -1 dBFS ceiling, so the limiter never touches it.
@@ -284,6 +284,80 @@ def measure_stages(model: Path, calls: int, block_size: int = 128) -> dict:
                     "glue between the kernels (engine total minus the three timed stages)"}
 
 
+def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, block_size: int = 128) -> dict:
+    """Per-block cost of the level stage and of RTPGHI phase (one frame per 128-sample block, medians in us,
+    interleaved), and the engine's block times with both on against both off (target: p99 <= 10 % of
+    the period with both on)."""
+    from realtime.dsp import level, phase
+    from realtime.tools.microbench import _time_interleaved
+
+    e = make_engine(model, block_size=block_size, amount=0.5, gate_db=-70.0)
+    cfg = e.cfg
+    nb = cfg.n_bins
+    rng = np.random.default_rng(6)
+    feat_in = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
+    feat_out = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
+    work = feat_out.copy()
+    spec = (np.exp(feat_in) * np.exp(1j * rng.uniform(0, 6.28, (1, nb)))).astype(np.complex64)
+    lstate, delta, fstate = np.zeros(2), np.zeros(nb, np.float32), np.zeros(5)
+    coefs = level.coefs(e.frame_rate, cfg.sample_rate)
+    smooth = level.smooth_coef(25.0, e.frame_rate)
+    ratio = np.ones(1)
+    ratio_wet = np.ones(block_size, np.float32)
+    wet = rng.standard_normal(block_size).astype(np.float32) * 0.1
+    dry = wet.copy()
+    followed = np.zeros_like(wet)
+    pg = phase.make_state(cfg)
+    mag = np.exp(feat_out[0]).astype(np.float32)
+    out_row = np.zeros(nb, np.complex64)
+
+    def level_stage() -> None:
+        work[:] = feat_out
+        level.level_frames(feat_in, work, lstate, 1.0, coefs, delta, smooth)
+        level.frame_ratio(feat_in, spec, ratio)
+        level.follow(wet, dry, ratio_wet, fstate, 1.0, coefs, followed)
+
+    def pghi() -> None:
+        phase.phase_frame(pg, spec[0], feat_out[0], feat_in[0], mag, phase.MODE_PGHI, out_row)
+
+    def input_phase() -> None:  # what the phase stage costs in input mode (it tracks the history for a switch)
+        phase.track_input(pg, spec[0], feat_out[0])
+
+    t = _time_interleaved({"level": level_stage, "pghi": pghi, "input_phase": input_phase}, calls)
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    period = 1e6 * block_size / cfg.sample_rate
+    x = noise_signal(seconds, cfg.sample_rate, seed=7)
+    engines = {}
+    for name, knobs in (("both_off", {"level": 0.0, "smooth": 0.0, "phase": 0.0}),
+                        ("both_on", {"level": 1.0, "smooth": 25.0, "phase": 1.0})):
+        eng = make_engine(model, block_size=block_size, amount=0.5, gate_db=-70.0)
+        eng.params.apply(knobs)
+        eng.reset()
+        engines[name] = eng
+    times: dict[str, list[np.ndarray]] = {k: [] for k in engines}
+    y = np.zeros(block_size, np.float32)
+    clock = time.perf_counter_ns
+    per_round = len(x) // rounds
+    for r in range(rounds):
+        for name, eng in engines.items():
+            seg = x[r * per_round:(r + 1) * per_round]
+            n_blocks = len(seg) // block_size
+            tt = np.empty(n_blocks)
+            for i in range(n_blocks):
+                blk = seg[i * block_size:(i + 1) * block_size]
+                t0 = clock()
+                eng.process_block(blk, y)
+                tt[i] = clock() - t0
+            times[name].append(tt / 1e3)
+    blocks = {k: percentiles(np.concatenate(v), period) for k, v in times.items()}
+    return {"block_size": block_size, "period_us": period, "median_us": med,
+            "share_of_period_pct": {k: 100 * v / period for k, v in med.items()}, "engine": blocks,
+            "target_p99_pct": 10.0, "meets_target": blocks["both_on"]["p99_pct"] <= 10.0,
+            "note": "level = flicker smoother + frame gain + frame ratio + follower over one 128-sample block; "
+                    "pghi = one frame of causal RTPGHI (adds no latency); input_phase = the phase stage in "
+                    "input mode (it keeps the integrator's history for a switch)"}
+
+
 def measure_offline(model: Path, seconds: float, large_block: int, reps: int = 3) -> list[dict]:
     """Section 3: real-time factor of ``process_signal`` at block 128 and at a large block (interleaved)."""
     rows = {}
@@ -413,6 +487,51 @@ def measure_startup(model: Path, runs: int) -> dict:
     for kind, rows in res.items():
         out[kind] = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     return out
+
+
+REPO = Path(__file__).resolve().parents[2]
+#: Whole-process targets of the command line (#13 item 3): wall seconds, or real-time factor for process 60 s.
+CLI_TARGETS = {"--help": 0.2, "--version": 0.2, "info default": 0.5}
+
+
+def measure_cli_startup(runs: int = 3, long_seconds: float = 60.0) -> dict:
+    """Section 5b: wall time of whole ``audio-diffusion`` processes as a user starts them: ``--help``,
+    ``--version``, ``info default`` and ``process`` of a 1 s and a ``long_seconds`` file (default model,
+    default block), each on an empty numba cache (cold) and on a warm one; medians of ``runs``."""
+    import soundfile as sf
+
+    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                                           if p))
+    with tempfile.TemporaryDirectory(prefix="adh-cli-") as work:
+        work_p = Path(work)
+        files = {}
+        for secs in (1.0, long_seconds):
+            f = work_p / f"in{secs:g}.wav"
+            sf.write(str(f), noise_signal(secs, 48000), 48000, subtype="FLOAT")
+            files[secs] = f
+        cmds = {"--help": ["--help"], "--version": ["--version"], "info default": ["info", "default"],
+                "process 1 s": ["process", str(files[1.0]), str(work_p / "o1.wav"), "--quiet"],
+                f"process {long_seconds:g} s": ["process", str(files[long_seconds]), str(work_p / "o2.wav"),
+                                                "--quiet"]}
+        times: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in cmds}
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="adh-numba-") as cache:
+                env = dict(env_base, NUMBA_CACHE_DIR=cache)
+                for kind in ("cold", "warm"):  # the cold run fills the cache the warm one reads
+                    for name, argv in cmds.items():
+                        t0 = time.perf_counter()
+                        subprocess.run([sys.executable, "-m", "realtime.cli", *argv], env=env, cwd=REPO,
+                                       capture_output=True, check=True)
+                        times[name][kind].append(time.perf_counter() - t0)
+    rows = []
+    for name, t in times.items():
+        row = {"command": name, "cold_s": float(np.median(t["cold"])), "warm_s": float(np.median(t["warm"]))}
+        if name.startswith("process"):
+            secs = 1.0 if name == "process 1 s" else long_seconds
+            row["warm_rtf"] = secs / row["warm_s"]
+        rows.append(row)
+    return {"runs": runs, "rows": rows, "note": "whole processes (interpreter start to exit), wall time; cold: "
+            "NUMBA_CACHE_DIR empty (kernels compile), warm: the same directory again (kernels load)"}
 
 
 def measure_device(model: Path, periods: Sequence[int], seconds: float) -> dict:
@@ -705,6 +824,13 @@ def evaluate_targets(r: dict) -> list[dict]:
         if "live_awake_p99_pct" in dev[128]:
             v = dev[128]["live_awake_p99_pct"]
             add("same, CPUs held awake (live --keep-cpu-awake)", "<= 10 % of period", v, v <= 10, "%")
+    for x in rows_of("cli_startup"):
+        if x["command"] in CLI_TARGETS:
+            goal = CLI_TARGETS[x["command"]]
+            add(f"audio-diffusion {x['command']}, whole process, warm", f"< {goal} s", x["warm_s"],
+                x["warm_s"] < goal, "s")
+        elif x["command"] == "process 60 s":
+            add("process of a 60 s file, whole process, warm", ">= 100x", x["warm_rtf"], x["warm_rtf"] >= 100, "x")
     ll = {x["hop"]: x for x in rows_of("low_latency")}
     if 128 in ll:
         v = ll[128]["latency_samples"]
@@ -758,10 +884,12 @@ def _run_sections(opts: Options, workdir: Path, log: Callable[[str], None]) -> d
         ("latency", lambda: measure_latency(model)),
         ("block_times", lambda: measure_block_times(model, opts.block_sizes, opts.block_seconds, opts.rounds)),
         ("stages", lambda: measure_stages(model, opts.stage_calls)),
+        ("sound_stages", lambda: measure_sound_stages(model, opts.stage_calls, opts.block_seconds, opts.rounds)),
         ("offline", lambda: measure_offline(model, opts.offline_seconds, opts.offline_large_block)),
         ("baselines", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds)),
         ("baselines_batched", lambda: measure_baselines(model, opts.baseline_seconds, opts.rounds, block_size=1024)),
         ("startup", lambda: measure_startup(model, opts.startup_runs)),
+        ("cli_startup", lambda: measure_cli_startup(opts.startup_runs + 1, 10.0 if opts.quick else 60.0)),
         ("device", lambda: measure_device(model, opts.device_periods, opts.device_seconds)),
         ("jitter", lambda: measure_jitter(model, opts.jitter_trials)),
         ("quality", lambda: measure_quality(model, opts.quality_seconds)),
@@ -851,6 +979,15 @@ def format_report(r: dict) -> str:
         parts.append(_table(f"   where the time goes at block {st['block_size']} (median us per block)",
                             list(st["median_us"]), [list(st["median_us"].values()),
                                                     [f"{v:.0f}%" for v in st["share_of_engine_pct"].values()]]))
+    ss = r.get("sound_stages", {})
+    if "median_us" in ss:
+        parts.append(_table(f"   sound stages at block {ss['block_size']} (median us per block, % of the period)",
+                            list(ss["median_us"]), [list(ss["median_us"].values()),
+                                                    [f"{v:.1f}%" for v in ss["share_of_period_pct"].values()]]))
+        parts.append(_table("   engine with the level stage and pghi off / on (target: p99 <= 10 % of the period)",
+                            ["stages", "p50", "p99", "p99.9", "max", "p50%", "p99%", "over"],
+                            [[k, x["p50_us"], x["p99_us"], x["p999_us"], x["max_us"], x["p50_pct"], x["p99_pct"],
+                              x["over_period"]] for k, x in ss["engine"].items()]))
     if isinstance(r.get("offline"), list):
         parts.append(_table("3. offline throughput (process_signal, one core)",
                             ["block", "frames/call", "seconds", "elapsed s", "RTF"],
@@ -863,6 +1000,11 @@ def format_report(r: dict) -> str:
         keys = ["import_s", "load_model_s", "warmup_s", "first_block_s", "to_first_block_s", "process_wall_s"]
         parts.append(_table("5. start-up to the first processed block (s)", ["cache", *keys],
                             [[k, *[f"{s[k][c]:.3f}" for c in keys]] for k in ("cold", "warm")]))
+    cs = r.get("cli_startup", {})
+    if "rows" in cs:
+        parts.append(_table("5b. command-line start-up, whole process (wall s)", ["command", "cold", "warm", "RTF"],
+                            [[x["command"], f"{x['cold_s']:.3f}", f"{x['warm_s']:.3f}",
+                              f"{x['warm_rtf']:.0f}x" if "warm_rtf" in x else ""] for x in cs["rows"]]))
     d = r.get("device", {})
     if "rows" in d:
         ok = [x for x in d["rows"] if "skipped" not in x]
