@@ -154,7 +154,9 @@ def eval_mixtures(seed: int = EVAL_SEED, utterances: int = 4, families: Sequence
     talkers = N.babble_pool("eval", sr)
     lead = int(LEAD_S * sr)
     out = []
-    for fi, fam in enumerate(families):
+    for fam in families:
+        # seeded by the family's place in the full list, so a subset (--families) sees the same beds
+        fi = EVAL_FAMILIES.index(fam) if fam in EVAL_FAMILIES else N.FAMILIES.index(fam) + 100
         for si, snr in enumerate(snrs):
             for ui, utt in enumerate(speech):
                 clean = np.concatenate([np.zeros(lead), utt, np.zeros(int(0.2 * sr))])

@@ -6,10 +6,11 @@ family holding clearly more (:data:`DECIDE_RATIO`) for a sustained while wins (h
 other family to win by the same margin).
 
 Removal: for the chosen mains frequency, each of :data:`N_HARMONICS` harmonics has a demodulator with a short
-low-pass (bandwidth about 3 Hz): its output is the harmonic's current complex amplitude, re-modulated and
-subtracted from the input. That is an adaptive notch per harmonic (an adaptive line canceller), zero latency,
-and it follows slow drift of the hum's level and phase; a slow frequency tracker (the fundamental's residual
-phase rotation) keeps the notches on a drifting mains frequency (within 1 %).
+low-pass (bandwidth about 1.6 Hz): its output is the harmonic's current complex amplitude, re-modulated and
+subtracted from the input while hum is present (:data:`PRESENCE_SHARE`). That is an adaptive notch per
+harmonic (an adaptive line canceller), zero latency, and it follows slow drift of the hum's level and
+phase; a slow frequency tracker (the fundamental's residual phase rotation) keeps the notches on a drifting
+mains frequency (within 1 %).
 
 Everything runs in one allocation-free numba kernel per block; the state lives in preallocated arrays.
 """
@@ -26,14 +27,18 @@ DETECT_HARMONICS = 6
 MAINS = (50.0, 60.0)
 #: One family must hold this many times the other's harmonic power to be chosen (or to take over).
 DECIDE_RATIO = 2.0
+#: Hum must hold at least this share of the signal's power (at the detector's harmonics) to be removed:
+#: without hum the notches would track and cut the partials of speech or music near multiples of 50/60 Hz.
+PRESENCE_SHARE = 0.02
 #: Time constants: detector (s), notch amplitude tracker (s), frequency tracker (s).
 DETECT_TAU = 0.3
-NOTCH_TAU = 0.05
+NOTCH_TAU = 0.1
 FREQ_TAU = 1.0
 # state layout (float64): [0] f0 estimate (Hz, 0 = undecided), [1] fundamental phase (rad),
 # [2] detector phase 50, [3] detector phase 60, [4] decided family index (-1, 0, 1),
-# [5] previous phase of harmonic 1's amplitude, [6] frequency offset estimate (Hz), [7] samples since start
-_F0, _PH, _PD50, _PD60, _FAM, _PREV, _DF, _COUNT = range(8)
+# [5] previous phase of harmonic 1's amplitude, [6] frequency offset estimate (Hz), [7] samples since start,
+# [8] signal power (detector time constant), [9] hum present (0/1: the notches subtract)
+_F0, _PH, _PD50, _PD60, _FAM, _PREV, _DF, _COUNT, _POW, _ON = range(10)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
@@ -46,6 +51,7 @@ def dehum_kernel(x: np.ndarray, out: np.ndarray, n: int, st: np.ndarray, amp: np
     two_pi = 2.0 * math.pi
     for i in range(n):
         xi = x[i]
+        st[_POW] = a_det * st[_POW] + (1.0 - a_det) * xi * xi
         # --- detection (both families) ---
         for fam in range(2):
             k = _PD50 + fam
@@ -73,12 +79,13 @@ def dehum_kernel(x: np.ndarray, out: np.ndarray, n: int, st: np.ndarray, amp: np
                 # amplitude of harmonic h: demodulate the residual plus what we already remove (LMS-like)
                 est += 2.0 * (amp[h] * zh).real
                 zh = zh * z
-            y = xi - est
+            y = xi - est if st[_ON] > 0.5 else xi
+            r = xi - est  # the notches adapt on the residual either way, ready when hum appears
             zh = z
             for h in range(N_HARMONICS):
                 if (h + 1) * f0 >= 0.45 * sr:
                     break
-                amp[h] = amp[h] + (1.0 - a_notch) * y * zh.conjugate()
+                amp[h] = amp[h] + (1.0 - a_notch) * r * zh.conjugate()
                 zh = zh * z
             ph += two_pi * (f0 + st[_DF]) / sr
             if ph > two_pi:
@@ -106,6 +113,9 @@ def dehum_kernel(x: np.ndarray, out: np.ndarray, n: int, st: np.ndarray, amp: np
         st[_PREV] = 0.0
         for h in range(N_HARMONICS):
             amp[h] = 0.0
+    # detector amplitudes are half the sine amplitude: a sine of power P shows |det|^2 = P / 2
+    best = p50 if fam == 0 else p60
+    st[_ON] = 1.0 if fam >= 0 and 2.0 * best > PRESENCE_SHARE * st[_POW] else 0.0
     if st[_F0] > 0.0 and abs(amp[0]) > 1e-9:
         # the fundamental's amplitude rotates at the frequency error: nudge the tracker toward it
         ph1 = math.atan2(amp[0].imag, amp[0].real)
@@ -129,7 +139,7 @@ class Dehum:
 
     def __init__(self, sample_rate: int) -> None:
         self.sr = float(sample_rate)
-        self.state = np.zeros(8, np.float64)
+        self.state = np.zeros(10, np.float64)
         self.amp = np.zeros(N_HARMONICS, np.complex128)
         self.det = np.zeros((2, DETECT_HARMONICS), np.complex128)
         self.reset()
