@@ -38,6 +38,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     # torch first and exactly pinned: any looser spec would pull a multi-GB CUDA build.
     # (pip's "Location ... is ignored" lines come from this machine's extra index config: noise, filtered.)
     .venv/bin/pip install -q -c constraints.txt "torch==2.13.0" 2>&1 | { grep -v "is ignored: it is neither" || true; }
-    .venv/bin/pip install -q -c constraints.txt -e ".[train,test,bench]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    .venv/bin/pip install -q -c constraints.txt -e ".[train,test,bench,restore,dfn3]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
     touch "$stamp"
 fi
