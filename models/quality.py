@@ -91,21 +91,19 @@ def process_signal(x: np.ndarray, fn: FeatureFn, cfg: StftConfig) -> np.ndarray:
 
 
 def onnx_fn(path: str | Path, threads: int = 1) -> tuple[FeatureFn, dict[str, str]]:
-    """A :data:`FeatureFn` running an exported model at amount 0, and the model's metadata."""
-    import onnxruntime as ort
+    """A :data:`FeatureFn` running an exported model at amount 0 over all frames in one call (a contract-2
+    model's state starts from zeros and runs through them; optional inputs at their defaults), and the
+    model's metadata. ``threads`` is kept for callers; the engine's loader runs one thread."""
+    from realtime.engine.model import EffectModel, open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    meta = dict(sess.get_modelmeta().custom_metadata_map)
-    latent = int(meta.get("latent_dim", sess.get_inputs()[2].shape[1]))
+    meta = dict(open_session(path).get_modelmeta().custom_metadata_map)
+    model = EffectModel(path)
 
     def fn(features: np.ndarray) -> np.ndarray:
         n = features.shape[0]
-        feeds = {"features": np.ascontiguousarray(features, np.float32),
-                 "amount": np.zeros((n, 1), np.float32), "noise": np.zeros((n, latent), np.float32)}
-        return sess.run(["out_features"], feeds)[0]
+        res = model.run_all(np.ascontiguousarray(features, np.float32), np.zeros((n, 1), np.float32),
+                            np.zeros((n, model.latent_dim), np.float32))
+        return res["out_features"]
 
     return fn, meta
 

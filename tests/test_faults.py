@@ -323,7 +323,7 @@ def _wait_line(q: queue.Queue, seen: list[str], text: str, timeout: float) -> bo
 def test_audio_server_vanishes_and_comes_back(tp_model, tmp_path):
     server = DummyJack(f"adh-vanish-{os.getpid()}", tmp_path / "jackd.log").start()
     cmd = [sys.executable, "-m", "realtime.cli", "live", "--model", str(tp_model), "--input", "system",
-           "--output", "system", "--seconds", "12", "--quiet"]
+           "--output", "system", "--seconds", "12"]  # not --quiet: the test reads the status lines
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=server.env)
     q: queue.Queue = queue.Queue()

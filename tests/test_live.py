@@ -11,6 +11,8 @@ from realtime.engine.engine import Engine
 from realtime.io.audio import AudioDeviceError, LiveStream, find_device
 
 pytestmark = pytest.mark.jack
+#: JACK client names of our stream: its own name (maybe suffixed by JACK) or PortAudio's default.
+ENGINE_CLIENTS = ("audio-diffusion", "PortAudio")
 
 
 def test_live_stream_runs_in_real_time(jack, tp_model):
@@ -114,6 +116,6 @@ def _our_input_port() -> str | None:
     for line in subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True).stdout.splitlines():
         if not line.startswith(" "):
             current = line.strip()
-        elif line.strip() == "system:capture_1" and current and current.startswith("PortAudio"):
+        elif line.strip() == "system:capture_1" and current and current.startswith(ENGINE_CLIENTS):
             return current
     return None

@@ -88,16 +88,17 @@ def jack_ports(server: str | None = None) -> list[str]:
 
 
 def engine_ports(server: str | None = None, timeout: float = 5.0) -> tuple[str, str]:
-    """The engine stream's first input and output port (a PortAudio client that registered ``in_0``)."""
+    """The engine stream's first input and output port (our JACK client, ``audio-diffusion`` or a suffixed
+    copy of it, or PortAudio's default name where the name could not be set, that registered ``in_0``)."""
     deadline = time.monotonic() + timeout
     while True:
         ports = jack_ports(server)
-        ins = [p for p in ports if re.match(r"^PortAudio[^:]*:in_0$", p)]
+        ins = [p for p in ports if re.match(r"^(audio-diffusion|PortAudio)[^:]*:in_0$", p)]
         if ins:
             client = ins[-1].split(":")[0]
             return ins[-1], f"{client}:out_0"
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no PortAudio stream ports on the JACK server (ports: {ports})")
+            raise RuntimeError(f"no engine stream ports on the JACK server (ports: {ports})")
         time.sleep(0.1)
 
 
