@@ -95,7 +95,7 @@ def test_restoration_export(tmp_path):
 
 
 def test_quality_cli_runs(trained, capsys):
-    assert quality.main([str(trained[0]), "--seconds", "2", "--json"]) == 0
+    assert quality.main([str(trained[0]), "--seconds", "2", "--json", "--png", "none"]) == 0
     report = json.loads(capsys.readouterr().out)
     amounts = [row["amount"] for row in report["rows"]]
     assert amounts == sorted(amounts) and amounts[0] == 0.0 and len(amounts) >= 2
