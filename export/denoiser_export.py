@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import OPSET, PRODUCER, ExportError, real_frames, set_metadata
+from export.onnx_export import OPSET, PRODUCER, ExportError, export_or_report, real_frames, set_metadata
 from realtime import __version__
 from realtime.config import StftConfig
 from realtime.engine import contract as C
@@ -152,11 +152,10 @@ def export_trained(model, out: str | Path, summary: dict, name: str) -> Path | N
     """The exporter :func:`models.denoiser_train.main` calls: ``None`` after a one-line error."""
     desc = ("Stateful causal denoiser (GRU over ERB bands + fine low-bin gains); amount = attenuation limit "
             "(0 bypass, 0.5 -30 dB, 1 no limit); 0 samples of look-ahead.")
-    try:
-        path = export_denoiser(model, out, training_data=summary["training_data"], name=name, description=desc,
-                               metrics={k: summary[k] for k in ("steps", "train_seconds", "val_loss") if k in summary})
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    path = export_or_report(export_denoiser, model, out, training_data=summary["training_data"], name=name,
+                            description=desc,
+                            metrics={k: summary[k] for k in ("steps", "train_seconds", "val_loss") if k in summary})
+    if path is None:
         return None
     print(f"exported opset {OPSET} (contract v2, stateful): {path}", file=sys.stderr)
     return path

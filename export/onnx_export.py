@@ -40,6 +40,16 @@ class ExportError(RuntimeError):
     """The exported file failed a check (one-line message)."""
 
 
+def export_or_report(export_fn, *args, **kwargs) -> Path | None:
+    """``export_fn(*args, **kwargs)``, or ``None`` after printing its :class:`ExportError` as one line (what a
+    training command hands its exporter: training keeps its checkpoint, the user reads why the export failed)."""
+    try:
+        return export_fn(*args, **kwargs)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def _example_inputs(n_bins: int, latent: int, frames: int, seed: int):
     import torch
 

@@ -8,18 +8,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from export.onnx_export import OPSET, ExportError, export_onnx
+from export.onnx_export import OPSET, export_onnx, export_or_report
 from models import train
 
 
 def export_trained(model, out: str | Path, **card) -> Path | None:
     """Export a trained model with its card; ``None`` (after a one-line error) when the export fails."""
-    try:
-        path = export_onnx(model, out, **card)
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-    print(f"exported opset {OPSET}: {path}", file=sys.stderr)
+    path = export_or_report(export_onnx, model, out, **card)
+    if path is not None:
+        print(f"exported opset {OPSET}: {path}", file=sys.stderr)
     return path
 
 

@@ -6,17 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from export.onnx_export import ExportError, export_prior
+from export.onnx_export import export_or_report, export_prior
 from models import train_prior
 
 
 def export_trained(effect, out: str | Path, **card) -> Path | None:
     """Export with the card; ``None`` (after a one-line error) when a check fails."""
-    try:
-        return export_prior(effect, out, **card)
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+    return export_or_report(export_prior, effect, out, **card)
 
 
 def bench_steps(checkpoint: str | Path, steps=(1, 2, 3), out_dir: str | Path = "/tmp") -> dict[int, dict]:

@@ -83,13 +83,7 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
         live.prepare()
         live.start()
         try:
-            for _ in range(50):
-                port = _our_input_port()
-                r = subprocess.run(["jack_connect", "jack_simple_client:output1", port or "?"], capture_output=True)
-                if r.returncode == 0:
-                    break
-                time.sleep(0.1)
-            assert r.returncode == 0, f"could not connect the test source to {port}"
+            connect_test_source()
             time.sleep(2.5)
         finally:
             live.stop()
@@ -105,6 +99,21 @@ def test_stream_output_is_bit_identical_to_offline(jack, tp_model):
     offline.params.set("amount", 0.8)
     offline.warmup()
     np.testing.assert_array_equal(process_signal(offline, x), y_live)
+
+
+def connect_test_source() -> None:
+    """Patch ``jack_simple_client``'s output into our stream's input (retried: the ports appear a moment
+    after the stream starts)."""
+    import subprocess
+
+    port, r = None, None
+    for _ in range(50):
+        port = _our_input_port()
+        r = subprocess.run(["jack_connect", "jack_simple_client:output1", port or "?"], capture_output=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"could not connect the test source to {port}: {r.stderr.decode().strip()}")
 
 
 def _our_input_port() -> str | None:

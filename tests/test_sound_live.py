@@ -15,7 +15,7 @@ from models import quality as Q
 from realtime.engine.engine import Engine
 from realtime.io.audio import LiveStream
 from realtime.paths import resolve_model
-from tests.test_live import _our_input_port
+from tests.test_live import connect_test_source
 
 pytestmark = pytest.mark.jack
 SR = 48_000
@@ -29,13 +29,7 @@ def _stream_sine(engine: Engine, seconds: float, during=None) -> tuple[np.ndarra
         live.prepare()
         live.start()
         try:
-            for _ in range(50):
-                port = _our_input_port()
-                r = subprocess.run(["jack_connect", "jack_simple_client:output1", port or "?"], capture_output=True)
-                if r.returncode == 0:
-                    break
-                time.sleep(0.1)
-            assert r.returncode == 0, f"could not connect the test source to {port}"
+            connect_test_source()
             if during is not None:
                 during()
             time.sleep(seconds + 0.3)
