@@ -53,6 +53,26 @@ IR_VERSION = 9
 ENVELOPE_SCALE = 6.0
 
 
+
+def _latent_mix_nodes() -> list:
+    """The nodes both examples share: encode the gain-free envelope to ``mu``, then the contract-1 mix
+    ``z = sqrt(1 - a) * mu + sqrt(a) * noise`` and its difference ``dz = z - mu`` (amount clipped to 0..1, so a
+    stray value cannot make a NaN). Needs initialisers ``W_enc`` and ``one``."""
+    return [
+        helper.make_node("ReduceMean", [INPUT_FEATURES], ["gain"], axes=[1], keepdims=1),
+        helper.make_node("Sub", [INPUT_FEATURES, "gain"], ["envelope"]),
+        helper.make_node("MatMul", ["envelope", "W_enc"], [OUTPUT_MU]),
+        helper.make_node("Clip", [INPUT_AMOUNT, "", "one"], ["a_hi"]),
+        helper.make_node("Relu", ["a_hi"], ["a"]),
+        helper.make_node("Sub", ["one", "a"], ["one_minus_a"]),
+        helper.make_node("Sqrt", ["one_minus_a"], ["keep"]),
+        helper.make_node("Sqrt", ["a"], ["mix"]),
+        helper.make_node("Mul", ["keep", OUTPUT_MU], ["z_mu"]),
+        helper.make_node("Mul", ["mix", INPUT_NOISE], ["z_noise"]),
+        helper.make_node("Add", ["z_mu", "z_noise"], ["z"]),
+        helper.make_node("Sub", ["z", OUTPUT_MU], ["dz"]),
+    ]
+
 def _weights(n_bins: int, latent_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Encoder and decoder matrices: orthonormal cosine shapes across bins, randomly rotated."""
     k = np.arange(n_bins)
@@ -80,19 +100,7 @@ def build_thirdparty_proto(cfg: StftConfig = DEFAULT, latent_dim: int = 8, seed:
         numpy_helper.from_array(np.array(1.0, np.float32), "one"),
     ]
     nodes = [
-        helper.make_node("ReduceMean", [INPUT_FEATURES], ["gain"], axes=[1], keepdims=1),
-        helper.make_node("Sub", [INPUT_FEATURES, "gain"], ["envelope"]),
-        helper.make_node("MatMul", ["envelope", "W_enc"], [OUTPUT_MU]),
-        # z = sqrt(1 - a) * mu + sqrt(a) * noise; amount is clipped so a stray value cannot make a NaN.
-        helper.make_node("Clip", [INPUT_AMOUNT, "", "one"], ["a_hi"]),
-        helper.make_node("Relu", ["a_hi"], ["a"]),
-        helper.make_node("Sub", ["one", "a"], ["one_minus_a"]),
-        helper.make_node("Sqrt", ["one_minus_a"], ["keep"]),
-        helper.make_node("Sqrt", ["a"], ["mix"]),
-        helper.make_node("Mul", ["keep", OUTPUT_MU], ["z_mu"]),
-        helper.make_node("Mul", ["mix", INPUT_NOISE], ["z_noise"]),
-        helper.make_node("Add", ["z_mu", "z_noise"], ["z"]),
-        helper.make_node("Sub", ["z", OUTPUT_MU], ["dz"]),
+        *_latent_mix_nodes(),
         helper.make_node("MatMul", ["dz", "W_dec"], ["delta"]),
         helper.make_node("Add", [INPUT_FEATURES, "delta"], [OUTPUT_FEATURES]),
     ]
@@ -153,18 +161,7 @@ def build_stateful_proto(cfg: StftConfig = DEFAULT, latent_dim: int = 8, seed: i
         numpy_helper.from_array(np.array([-1, d], np.int64), "rows_d"),
     ]
     nodes = [
-        helper.make_node("ReduceMean", [INPUT_FEATURES], ["gain"], axes=[1], keepdims=1),
-        helper.make_node("Sub", [INPUT_FEATURES, "gain"], ["envelope"]),
-        helper.make_node("MatMul", ["envelope", "W_enc"], [OUTPUT_MU]),
-        helper.make_node("Clip", [INPUT_AMOUNT, "", "one"], ["a_hi"]),
-        helper.make_node("Relu", ["a_hi"], ["a"]),
-        helper.make_node("Sub", ["one", "a"], ["one_minus_a"]),
-        helper.make_node("Sqrt", ["one_minus_a"], ["keep"]),
-        helper.make_node("Sqrt", ["a"], ["mix"]),
-        helper.make_node("Mul", ["keep", OUTPUT_MU], ["z_mu"]),
-        helper.make_node("Mul", ["mix", INPUT_NOISE], ["z_noise"]),
-        helper.make_node("Add", ["z_mu", "z_noise"], ["z"]),
-        helper.make_node("Sub", ["z", OUTPUT_MU], ["dz"]),
+        *_latent_mix_nodes(),
         # [frames, d] -> [frames (sequence), 1 (batch), d]; the RNN runs the frames in time order.
         helper.make_node("Unsqueeze", ["dz", "axis1"], ["dz_seq"]),
         helper.make_node("RNN", ["dz_seq", "W_rnn", "R_rnn", "", "", STATE_IN + SMOOTH_STATE],
