@@ -163,19 +163,44 @@ def graph_breaks(ref: np.ndarray, period: int = 200) -> np.ndarray:
     return np.flatnonzero(np.abs(ref[period:] - ref[:-period]) > 1e-4) + period
 
 
-def assert_continuous(run: FaultRun, latency: int = 384) -> int:
+SKIP = 4800  # the first 100 ms of a recording: latency and patching
+
+
+def broken_mask(run: FaultRun, latency: int = 384) -> np.ndarray:
+    """True where the recording says nothing about the engine: the start, and around graph-wide breaks
+    (the engine hears a broken input ``latency`` samples later)."""
+    mask = np.zeros(len(run.out) + 1, bool)
+    mask[:SKIP] = True
+    for b in graph_breaks(run.ref):
+        mask[max(0, b - 456): b + latency + 256] = True
+    return mask
+
+
+def run_conclusive(jack, model: Path, tmp_path: Path, attempts: int = 3) -> FaultRun:
+    """:func:`run_fault`, run again (up to ``attempts`` times in all) while the JACK graph itself broke over
+    half of the recording: on a VM whose neighbours take the CPUs, the dummy server drops whole cycles for
+    every client (seen in CI: 131 server xruns in 1.2 s with the 100 us good model), and such a recording
+    says nothing about the engine either way. The assertions are unchanged and run on a conclusive
+    recording only; if none is, the test fails saying so."""
+    for i in range(attempts):
+        run = run_fault(jack, model, tmp_path)
+        clean = float((~broken_mask(run)).mean())
+        if clean > 0.5:
+            return run
+        print(f"\n{model.name}: attempt {i + 1}: the JACK graph broke over {1 - clean:.0%} of the recording "
+              f"(server xruns {run.after['xruns']}); running it again")
+    pytest.fail(f"the JACK graph broke too often in {attempts} runs for the recording to say anything")
+
+
+def assert_continuous(run: FaultRun) -> int:
     """The recorded output: finite, under the limiter ceiling everywhere; and away from graph-wide
     breaks, never silent (10 ms windows above -40 dB re the input) and without a step larger than the
     sine's own (x4). Returns the number of graph-wide break events."""
-    skip = 4800  # the first 100 ms: latency and patching
     y, ref = run.out, run.ref
     assert np.isfinite(y).all()
     assert np.abs(y).max() <= CEILING + 1e-6, np.abs(y).max()
     breaks = graph_breaks(ref)
-    mask = np.zeros(len(y) + 1, bool)
-    mask[:skip] = True
-    for b in breaks:  # the engine hears a broken input `latency` samples later
-        mask[max(0, b - 456): b + latency + 256] = True
+    mask = broken_mask(run)
     assert (~mask).mean() > 0.5, "the JACK graph broke too often for the recording to say anything"
     steps = np.abs(np.diff(y))
     steps[mask[: len(steps)]] = 0.0
@@ -185,7 +210,7 @@ def assert_continuous(run: FaultRun, latency: int = 384) -> int:
     nwin = len(y) // win
     rms = np.sqrt(np.mean(y[: nwin * win].reshape(nwin, win) ** 2, axis=1))
     clean = ~mask[: nwin * win].reshape(nwin, win).any(axis=1)
-    ref_rms = float(np.sqrt(np.mean(ref[skip:] ** 2)))
+    ref_rms = float(np.sqrt(np.mean(ref[SKIP:] ** 2)))
     low = np.flatnonzero(clean & (rms < 0.01 * ref_rms))
     assert low.size == 0, f"silent 10 ms windows at {low[:5] * win / 48_000} s"
     return int(np.sum(np.diff(breaks) > 256) + (breaks.size > 0))
@@ -204,14 +229,14 @@ def assert_counted_and_recovered(run: FaultRun, errors: bool) -> None:
 
 
 def test_model_raising_in_onnxruntime_falls_back_and_recovers(jack, fault_models, tmp_path):
-    run = run_fault(jack, fault_models["raise"], tmp_path)
+    run = run_conclusive(jack, fault_models["raise"], tmp_path)
     assert "raise.onnx" in run.last_error and "bounds" in run.last_error, run.last_error
     assert_counted_and_recovered(run, errors=True)
     assert_continuous(run)
 
 
 def test_model_returning_nan_falls_back_and_recovers(jack, fault_models, tmp_path):
-    run = run_fault(jack, fault_models["nan"], tmp_path)
+    run = run_conclusive(jack, fault_models["nan"], tmp_path)
     assert "nan.onnx: non-finite output" in run.last_error, run.last_error
     assert_counted_and_recovered(run, errors=True)
     assert_continuous(run)
@@ -252,7 +277,7 @@ def test_model_slower_than_the_deadline_falls_back_and_recovers(jack, fault_mode
     output and backs off (1, 2, then 8, 16, ... 256 blocks); from its second late call on, the watchdog
     stops the call itself before the period ends, so the JACK cycle is not held up; every other block
     plays the dry signal."""
-    run = run_fault(jack, fault_models["slow"], tmp_path)
+    run = run_conclusive(jack, fault_models["slow"], tmp_path)
     assert_counted_and_recovered(run, errors=False)
     assert run.fault["model_errors"] == 0  # late, not wrong: only the deadline guard speaks
     assert "stopped at the deadline" in run.last_error, run.last_error

@@ -15,12 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.jack]
 
 
-def test_soak_60s_with_gui_and_swaps(jack, tmp_path):
-    out = tmp_path / "soak.json"
+#: Late blocks the RT probe blames on the machine above which a soak run is taken as run on an overloaded VM
+#: (an idle 2-core VM here: 0-2 in 60 s; a CI run whose neighbours took the CPUs: dozens, with 2-3 ms stalls).
+OVERLOADED_LATE_BLOCKS = 10
+
+
+def _soak(tmp_path: Path, attempt: int) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / f"soak{attempt}.json"
     r = subprocess.run([sys.executable, "-m", "realtime.tools.soak", "--seconds", "60", "--swap-every", "10",
                         "--json", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     print("\n" + r.stdout)
-    res = json.loads(out.read_text())
+    return r, json.loads(out.read_text())
+
+
+def test_soak_60s_with_gui_and_swaps(jack, tmp_path):
+    r, res = _soak(tmp_path, 1)
+    if r.returncode != 0 and res["late_blocks"]["machine"] > OVERLOADED_LATE_BLOCKS:
+        # The machine, not the engine, was late throughout (its neighbours took the CPUs): that run cannot
+        # tell a swap's cost from the VM's, so it is run once more and the assertions hold for that run.
+        print(f"soak: {res['late_blocks']['machine']} late blocks the probe blames on the machine; running again")
+        r, res = _soak(tmp_path, 2)
     assert res["gui"].startswith("MainWindow"), res["gui"]  # the panel really ran, offscreen
     assert res["server"].startswith(jack.name)  # the session's server, not a second one
     # Counts and memory, not timings.
