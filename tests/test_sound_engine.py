@@ -59,6 +59,29 @@ def test_level_stage_holds_the_level_and_keeps_the_limiter_idle(default_model, m
     assert Q.level_tracking(x, r0["y"], SR)["level_p95_db"] < 2.0
 
 
+def test_peak_guard_keeps_a_noise_like_wet_near_the_players_peaks():
+    """Energy matching alone lets a noise-like wet (crest factor ~4) stand in for a sine (1.4) and peak
+    9 dB over it; the guard holds it within PEAK_HEADROOM_DB of the dry's peaks and counts engaging. At
+    level 0 the follower (and its guard) leave the wet untouched."""
+    from realtime.dsp import level
+
+    rng = np.random.default_rng(2)
+    n = SR
+    dry = (0.25 * np.sin(2 * np.pi * 15_000 * np.arange(n) / SR)).astype(np.float32)
+    wet = (0.01 * rng.standard_normal(n)).astype(np.float32)  # 28 dB too quiet, as decoded there
+    c = level.coefs(SR / 128, SR)
+    ceiling = 0.25 * 10 ** (level.PEAK_HEADROOM_DB / 20)
+    out = np.zeros_like(wet)
+    hits = level.follow(wet, dry, np.ones(n, np.float32), level.follow_state(1.0), 1.0, c, out)
+    tail = out[n // 2:]
+    assert np.abs(tail).max() <= ceiling * 1.001, np.abs(tail).max()
+    assert hits > 0
+    rms = float(np.sqrt(np.mean(tail.astype(np.float64) ** 2)))
+    assert 0.25 / np.sqrt(2) / 4 < rms <= 0.25 / np.sqrt(2) * 1.05, rms  # raised toward the sine's energy
+    hits = level.follow(wet, dry, np.ones(n, np.float32), level.follow_state(0.0), 0.0, c, out)
+    assert hits == 0 and np.array_equal(out, wet)
+
+
 def test_restoration_models_start_with_the_level_stage_off(default_model):
     eng = Engine([shipped_model("denoise"), default_model], block_size=BLOCK)
     assert eng.params.get("level", 0) == 0.0 and eng.params.get("level", 1) == 1.0

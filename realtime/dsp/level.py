@@ -37,6 +37,19 @@ FOLLOW_S = 0.012
 FOLLOW_RELEASE_S = 0.008
 FOLLOW_ATTACK_S = 0.008
 FOLLOW_MAX_DB = 30.0
+#: Peak guard after the follower: the wet never peaks more than this above the reference's recent peaks.
+#: Matching energy alone lets a decoded noise-like frame (crest factor ~4) stand in for a sine (1.4) at the
+#: same energy and peak 9 dB above anything the player played (measured: a -12 dBFS sweep's top octave at
+#: amount 1 reached the -1 dBFS limiter ceiling). A smoothed gain cannot catch that (the peaks are single
+#: samples of a noise), so the guard is a limiter whose ceiling rides on the reference's peak envelope.
+PEAK_HEADROOM_DB = 6.0
+#: Release of the reference's peak envelope and of the guard (attack is instant).
+PEAK_RELEASE_S = 0.05
+#: The guard's ceiling never drops below this (-60 dBFS): as the input falls silent, what little the wet
+#: holds is the follower's to handle, not a limiter's.
+PEAK_FLOOR = 1e-3
+#: Length of :func:`follow`'s state (see there).
+FOLLOW_STATE = 7
 #: The flicker smoother lowers a bin this many times faster than it raises it.
 FLICKER_CUT = 3.0
 #: The ``level`` knob is smoothed over this (a jump would apply a converged gain of many dB at once).
@@ -47,15 +60,23 @@ SILENT_MS = 1e-10
 
 def coefs(frame_rate: float, sample_rate: float) -> np.ndarray:
     """Smoothing coefficients ``[frame attack, frame release, follower energy, follower attack, follower
-    release, frame max (nats), follower max (nats), knob per frame, knob per sample]`` for
-    :func:`level_frames` and :func:`follow`."""
+    release, frame max (nats), follower max (nats), knob per frame, knob per sample, peak release, peak
+    headroom (nats)]`` for :func:`level_frames` and :func:`follow`."""
     def c(seconds: float, rate: float) -> float:
         return 1.0 - math.exp(-1.0 / max(seconds * rate, 1e-9))
 
     return np.array([c(FRAME_ATTACK_S, frame_rate), c(FRAME_RELEASE_S, frame_rate), c(FOLLOW_S, sample_rate),
                      c(FOLLOW_ATTACK_S, sample_rate), c(FOLLOW_RELEASE_S, sample_rate),
                      FRAME_MAX_DB / 20.0 * math.log(10.0), FOLLOW_MAX_DB / 20.0 * math.log(10.0),
-                     c(KNOB_S, frame_rate), c(KNOB_S, sample_rate)])
+                     c(KNOB_S, frame_rate), c(KNOB_S, sample_rate),
+                     1.0 - c(PEAK_RELEASE_S, sample_rate), PEAK_HEADROOM_DB / 20.0 * math.log(10.0)])
+
+
+def follow_state(strength: float) -> np.ndarray:
+    """A fresh :func:`follow` state (silence seen, no gain) at knob ``strength``."""
+    st = np.zeros(FOLLOW_STATE, np.float64)
+    st[4] = strength
+    return st
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -141,17 +162,24 @@ def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, state: np.ndarra
     """After overlap-add: ``out`` = ``wet`` scaled so its short-term energy follows ``dry``'s times the
     chain's frame energy ratio (``ratio``, per sample, aligned with ``wet``: see :func:`ratio_samples`).
 
-    ``state`` = [wet energy, reference energy, gain (log), unused, smoothed strength]. Strength 0 copies
-    ``wet`` unchanged (the followers still run, so turning the knob up starts from the right energies).
+    Then the peak guard: an instant-attack limiter whose ceiling is the reference's peak envelope plus
+    :data:`PEAK_HEADROOM_DB` (plus up to :data:`FOLLOW_MAX_DB` more as ``strength`` falls to 0).
+    ``state`` = [wet energy, reference energy, gain (log), unused, smoothed strength, reference peak,
+    guard envelope] (:func:`follow_state`). Strength 0 copies ``wet`` unchanged (the followers still run,
+    so turning the knob up starts from the right energies). Returns the times the guard engaged (each a
+    rise of the guard envelope from below its ceiling to above it).
     """
-    ew, er, g, s = state[0], state[1], state[2], state[4]
-    ce, ca, cr, lim = c[2], c[3], c[4], c[6]
+    ew, er, g, s, pr, eg = state[0], state[1], state[2], state[4], state[5], state[6]
+    ce, ca, cr, lim, rel, head = c[2], c[3], c[4], c[6], c[9], c[10]
+    hits = 0
     for i in range(wet.shape[0]):
         r = ratio[i]
         w = float(wet[i])
         d = float(dry[i])
         ew += ce * (w * w - ew)
         er += ce * (r * d * d - er)
+        ar = abs(d) * math.sqrt(min(r, 1.0))  # the frame ratio flickers above 1; peaks never need more
+        pr = ar if ar > pr else pr * rel
         if er > SILENT_MS:
             t = 0.5 * math.log((er + 1e-20) / (ew + 1e-20))
             t = min(max(t, -lim), lim)
@@ -160,10 +188,19 @@ def follow(wet: np.ndarray, dry: np.ndarray, ratio: np.ndarray, state: np.ndarra
         if abs(strength - s) < 1e-9:
             s = strength
         if s > 0.0:
-            out[i] = np.float32(w * math.exp(s * g))
+            y = w * math.exp(s * g)
+            ceil = max(pr, PEAK_FLOOR) * math.exp(head + (1.0 - s) * lim)
+            a = abs(y)
+            if a > ceil and eg <= ceil:
+                hits += 1
+            eg = a if a > eg else eg * rel
+            if eg > ceil:
+                y *= ceil / eg
+            out[i] = np.float32(y)
         else:
             out[i] = wet[i]
-    state[0], state[1], state[2], state[4] = ew, er, g, s
+    state[0], state[1], state[2], state[4], state[5], state[6] = ew, er, g, s, pr, eg
+    return hits
 
 
 @numba.njit(cache=True, nogil=True)

@@ -23,7 +23,7 @@ from realtime.engine import stats as _S
 # Stats slots as plain module constants (numba freezes globals at compile time).
 S_BAD_INPUT, S_IN_PEAK, S_IN_RMS = _S.BAD_INPUT, _S.IN_PEAK, _S.IN_RMS
 S_OUT_PEAK, S_OUT_RMS, S_LIMITER_GR_DB = _S.OUT_PEAK, _S.OUT_RMS, _S.LIMITER_GR_DB
-S_GATE_OPEN, S_FRAMES, S_LIMITER_HITS = _S.GATE_OPEN, _S.FRAMES, _S.LIMITER_HITS
+S_GATE_OPEN, S_FRAMES, S_LIMITER_HITS, S_GUARD_HITS = _S.GATE_OPEN, _S.FRAMES, _S.LIMITER_HITS, _S.PEAK_GUARD_HITS
 
 #: Input samples are clamped to this magnitude (+24 dBFS): a sane ceiling for "huge" garbage input.
 INPUT_CLAMP = 16.0
@@ -310,7 +310,7 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
     followed = ps.followed[:n]
     rblock = ps.ratio_block[:n]
     ratio_samples(ps.ratio, nf, sb.hop, ps.ratio_buf, ps.ratio_state, ps.ratio_chunk, rblock)
-    follow(wet, dry, rblock, ps.follow_state, level, ps.level_coefs, followed)
+    st[S_GUARD_HITS] += follow(wet, dry, rblock, ps.follow_state, level, ps.level_coefs, followed)
     c = ps.consts
     peak, ss, lim, hits = mix_limit(dry, followed, x_out, ps.mix_state, mix, out_gain, c[0], c[1], c[2])
     st[S_LIMITER_HITS] += hits

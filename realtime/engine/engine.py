@@ -204,7 +204,7 @@ class Engine:
         sb, st = self.stft.buffers, self.stats
         self._pghi = phase.make_state(self.cfg)
         self._level_coefs = level.coefs(self.frame_rate, sr)
-        self._follow = np.zeros(5, np.float64)
+        self._follow = level.follow_state(0.0)
         self._ratio_fifo = RingBuffer(self.stft.output_prefill + max_block + self.cfg.hop)
         self._pre = blockdsp.PreState(self._x, self._in_state, self._dry_line.buf, self._dry_line.state, self._dry, sb,
                                       self._feat_in, self._frame_ms, self._gate, self._frame_wet, st.scalars,
@@ -258,7 +258,7 @@ class Engine:
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
         self._gate[0] = 0.0
         phase.reset(self._pghi)
-        self._follow[:] = (0.0, 0.0, 0.0, 1.0, self._follow_strength())
+        self._follow[:] = level.follow_state(self._follow_strength())
         self._dehum.reset()
         self._declick.reset()
         self._ratio_fifo.reset()

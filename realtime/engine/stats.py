@@ -32,7 +32,8 @@ SAMPLE_RATE = 18
 GATE_OPEN = 19         # 1 when the last frame passed the gate
 STALLS = 20            # misses from a lone late block (thread off the CPU, or on time again next block)
 LIMITER_HITS = 21      # times the output reached the limiter's ceiling (an event: from below it to at it)
-N_SCALARS = 22
+PEAK_GUARD_HITS = 22   # times the level stage's peak guard engaged (the wet peaked 6 dB over the input's peaks)
+N_SCALARS = 23
 
 TIME_RING = 1024       # recent per-block processing times (us)
 MAX_LATENT = 64
@@ -103,6 +104,7 @@ class Stats:
             "in_peak_db": db(s[IN_PEAK]), "in_rms_db": db(s[IN_RMS]),
             "out_peak_db": db(s[OUT_PEAK]), "out_rms_db": db(s[OUT_RMS]),
             "limiter_gr_db": float(s[LIMITER_GR_DB]), "limiter_hits": int(s[LIMITER_HITS]),
+            "peak_guard_hits": int(s[PEAK_GUARD_HITS]),
             "gate_open": bool(s[GATE_OPEN]),
             "algo_latency_samples": int(s[ALGO_LATENCY]), "algo_latency_ms": float(algo_ms),
             "device_latency_ms": float(1e3 * (s[DEVICE_LATENCY_IN] + s[DEVICE_LATENCY_OUT])),

@@ -299,7 +299,7 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
     feat_out = (rng.standard_normal((1, nb)) - 4.0).astype(np.float32)
     work = feat_out.copy()
     spec = (np.exp(feat_in) * np.exp(1j * rng.uniform(0, 6.28, (1, nb)))).astype(np.complex64)
-    lstate, delta, fstate = np.zeros(2), np.zeros(nb, np.float32), np.zeros(5)
+    lstate, delta, fstate = np.zeros(2), np.zeros(nb, np.float32), level.follow_state(1.0)
     coefs = level.coefs(e.frame_rate, cfg.sample_rate)
     smooth = level.smooth_coef(25.0, e.frame_rate)
     ratio = np.ones(1)
