@@ -14,7 +14,7 @@ PACKAGES = ("realtime", "models", "export")
 #: Lower layers may not import higher ones. The package facade ``realtime/__init__`` re-exports the API.
 LAYERS: list[tuple[str, ...]] = [
     # ground floor: definitions, errors, safe file writes
-    ("realtime.config", "realtime.errors", "realtime.paths", "realtime.fileio"),
+    ("realtime.config", "realtime.errors", "realtime.paths", "realtime.fileio", "realtime.jitcache"),
     ("realtime.dsp",),            # ring buffers, windows, STFT, features, noise, block kernels
     ("realtime.engine",),         # engine, model loading, contract, parameters, statistics, watchdog
     ("realtime.io",),             # sounddevice stream, hosts, offline files, CPU wake
@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("realtime.tools",),          # bench, soak, baselines, microbench, the JACK test server
     ("realtime.cli",),            # the front door: parses, calls, prints
 ]
-RUNTIME = ("realtime.config", "realtime.errors", "realtime.paths", "realtime.fileio", "realtime.dsp", "realtime.engine",
+RUNTIME = ("realtime.config", "realtime.errors", "realtime.paths", "realtime.fileio", "realtime.jitcache",
+           "realtime.dsp", "realtime.engine",
            "realtime.io", "realtime.api", "realtime.gui")
 
 

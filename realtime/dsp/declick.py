@@ -15,6 +15,8 @@ import math
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 ORDER = 24
 WINDOW = 512
 THRESHOLD = 20.0

@@ -22,6 +22,8 @@ import math
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 N_HARMONICS = 24
 DETECT_HARMONICS = 6
 MAINS = (50.0, 60.0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 # EPS (the floor added to the magnitude before the log) and FEATURE_TYPE (the name in model metadata) are
 # defined in realtime/config.py, which imports no numba: the contract check and `info` read them without it.
 from realtime.config import EPS, FEATURE_TYPE  # noqa: E402, F401 - re-exported

@@ -25,6 +25,7 @@ import math
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.dsp.ringbuffer import rb_read, rb_write
 
 #: Frame stage: time for a gain *rise* (the output too quiet), and for a cut (the output too loud).

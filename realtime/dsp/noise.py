@@ -17,6 +17,8 @@ import math
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 
 @numba.njit(cache=True, nogil=True)
 def _rotl(x: np.uint64, k: int) -> np.uint64:

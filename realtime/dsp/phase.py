@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import StftConfig
 from realtime.dsp.features import EPS
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 W, R, OVERFLOWS, UNDERFLOWS = 0, 1, 2, 3
 STATE_LEN = 4
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
 from realtime.dsp.level import follow, frame_ratio, ratio_samples
 from realtime.dsp.noise import ar1_frames

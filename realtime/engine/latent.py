@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
+
 #: Time constant of the running mean latent that a capture takes (in frames: 0.5 s at 375 frames/s).
 CAPTURE_FRAMES = 187.0
 

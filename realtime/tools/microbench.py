@@ -21,6 +21,7 @@ import numba
 import numpy as np
 from rocket_fft import c2r, r2c
 
+from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import StftConfig
 from realtime.dsp.stft import StreamingStft, warmup
 from realtime.dsp.windows import make_windows
