@@ -71,10 +71,11 @@ def test_knob_sweep_through_jack_makes_no_click(jack):
     assert len(clicks) == 0, clicks
 
 
-def test_pghi_and_level_stream_is_bit_identical_to_offline(jack):
+@pytest.mark.parametrize("phase", [1.0, 2.0], ids=["pghi", "auto"])
+def test_pghi_and_level_stream_is_bit_identical_to_offline(jack, phase):
     from realtime.io.offline import process_signal
 
-    knobs = {"amount": 0.7, "phase": 1.0, "level": 1.0}
+    knobs = {"amount": 0.7, "phase": phase, "level": 1.0}
     engine = Engine([resolve_model("default")], block_size=128, seed=11, deadline_share=float("inf"))
     engine.params.apply(knobs)
     x, y_live = _stream_sine(engine, 2.0)

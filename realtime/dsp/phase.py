@@ -18,10 +18,19 @@ per frame; the window's centre sits ``M / 2`` samples into the frame, so the pha
 per bin (the group delay of the frame centre).
 
 Modes (the ``phase`` knob): ``input`` keeps the input's phase (the engine's historical behaviour),
-``pghi`` integrates every bin, ``auto`` keeps the input phase on bins whose magnitude stayed within
-:data:`AUTO_KEEP_DB` of the input's and integrates the others from them (known-phase PGHI, as phaseret's
-``mask``/``usephase``), so a nearly unchanged spectrum keeps its own phase and a changed one gets a
-phase that fits it.
+``pghi`` integrates every bin, ``auto`` switches per bin by how far the magnitude moved: bins within
+:data:`AUTO_KEEP_DB` of the input's keep its phase exactly; bins the model raised more than
+:data:`AUTO_NOISE_DB` above the input (energy where the input had only window leakage: what the model
+adds there is noise, and the input phase would lock it to the neighbouring partial) start from a fresh
+seeded random phase; then every bin that moved gets one causal RTISI step (Zhu, Beauregard and Wyse,
+"Real-time signal estimation from modified short-time Fourier transform magnitude spectra", IEEE TASLP
+2007, without look-ahead): its phase is read off the analysis of what overlap-add will hold over the
+frame, the frames already committed plus this one, the later frames' share made up by the window-sum
+ratio. Measured on the shipped default (held-out speech, chords, pad, sweep, instruments; STFT
+consistency against input phase): -25 % at amount 0.5, -34 % at 0.75, -46 % at 1, no latency added.
+Plain RTPGHI does worse than the input phase here (2.8 dB on the true magnitudes, amount 0): with
+a sine window at redundancy 4, the phase-gradient estimate is coarse, while the model edits only the
+spectral envelope, so the input phase already fits most bins.
 
 Everything is preallocated in :class:`PghiState`; the kernels allocate nothing.
 """
@@ -33,10 +42,13 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from rocket_fft import c2r, r2c
 
 from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import StftConfig
 from realtime.dsp.features import EPS
+from realtime.dsp.noise import _uniform, seed_state
+from realtime.dsp.windows import make_windows
 
 MODES = ("input", "pghi", "auto")
 MODE_INPUT, MODE_PGHI, MODE_AUTO = 0, 1, 2
@@ -49,7 +61,13 @@ WINDOW_CG = {"sqrt_hann": 0.4, "low_latency": 0.25645}
 LOG_TOL = math.log(1e-5)
 #: ``auto``: bins whose new magnitude is within this many dB of the input's keep the input phase.
 AUTO_KEEP_DB = 3.0
+#: ``auto``: bins raised more than this over the input start from a random phase (swept 6-40 dB on the
+#: held-out set: 6-12 dB breaks the phase of harmonics' skirts, above 20 dB the gain fades).
+AUTO_NOISE_DB = 20.0
+#: The random phases' generator seed (fixed: the output is a function of the input and the settings).
+AUTO_SEED = 0x5EED
 _TWO_PI = 2.0 * math.pi
+_AXES = np.zeros(1, dtype=np.int64)
 
 
 class PghiState(NamedTuple):
@@ -66,17 +84,49 @@ class PghiState(NamedTuple):
     known: np.ndarray      # (nb,) uint8: bins that keep it (auto)
     prev_spec: np.ndarray  # (nb,) complex64: the previous frame, when it was played with the input phase
     flags: np.ndarray      # (1,) int64: 1 when phase[0] must be taken from prev_spec (after input mode)
-    consts: np.ndarray     # (4,) float64
+    consts: np.ndarray     # (6,) float64: [gamma, hop, n_fft, keep (nats), noise raise (nats), refine 0/1]
+    rng: np.ndarray        # (4,) uint64: auto's random phases (xoshiro256**), and its seeded start
+    rng0: np.ndarray
+    weight: np.ndarray     # (n_fft,) float32: RTISI's analysis weight (window x full / partial window sum)
+    work: np.ndarray       # (n_fft,) float32 and (nb,) complex64: RTISI's frame
+    spec_work: np.ndarray
+
+
+def rtisi_weight(cfg: StftConfig) -> np.ndarray | None:
+    """The analysis window times ``full / partial`` overlap-add window sums over a frame's span: what the
+    committed frames plus the current one hold there, scaled up to what all overlapping frames will. None
+    where the synthesis window covers less than the frame (the low-latency window: the frame's start has
+    already left the accumulator)."""
+    if cfg.synthesis_len != cfg.n_fft:
+        return None
+    wa, ws = (np.asarray(w, np.float64) for w in make_windows(cfg))
+    n, hop = cfg.n_fft, cfg.hop
+    w = wa * ws
+    full, partial = np.zeros(n), np.zeros(n)
+    for d in range(-(n // hop - 1), n // hop):  # the window of frame f + d, seen over frame f's span
+        sh = np.zeros(n)
+        lo, hi = max(0, d * hop), min(n, n + d * hop)
+        sh[lo:hi] = w[lo - d * hop:hi - d * hop]
+        full += sh
+        if d <= 0:
+            partial += sh
+    return (wa * full / np.maximum(partial, 1e-3 * full.max())).astype(np.float32)
 
 
 def make_state(cfg: StftConfig) -> PghiState:
     """A fresh :class:`PghiState` for ``cfg`` (as after :func:`reset`)."""
     nb = cfg.n_bins
     cg = WINDOW_CG.get(cfg.window, 0.25645)
+    weight = rtisi_weight(cfg)
+    nats = math.log(10.0) / 20.0
     st = PghiState(np.zeros((3, nb)), np.zeros((2, nb)), np.zeros(nb), np.zeros((2, nb)), np.zeros(nb, np.uint8),
                    np.zeros(2 * nb), np.zeros(2 * nb, np.int64), np.zeros(nb), np.zeros(nb, np.uint8),
                    np.zeros(nb, np.complex64), np.zeros(1, np.int64),
-                   np.array([cg * cfg.n_fft ** 2, cfg.hop, cfg.n_fft, AUTO_KEEP_DB / 20.0 * math.log(10.0)]))
+                   np.array([cg * cfg.n_fft ** 2, cfg.hop, cfg.n_fft, AUTO_KEEP_DB * nats, AUTO_NOISE_DB * nats,
+                             0.0 if weight is None else 1.0]),
+                   np.zeros(4, np.uint64), seed_state(AUTO_SEED),
+                   np.zeros(cfg.n_fft, np.float32) if weight is None else weight,
+                   np.zeros(cfg.n_fft, np.float32), np.zeros(nb, np.complex64))
     reset(st)
     return st
 
@@ -89,6 +139,7 @@ def reset(st: PghiState) -> None:
     st.phase[:] = 0.0
     st.prev_spec[:] = 0.0
     st.flags[:] = 0
+    st.rng[:] = st.rng0
 
 
 # ------------------------------------------------------------------------------------- max-heap
@@ -244,10 +295,51 @@ def phase_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_
     for k in range(nb):
         c = spec_row[k]
         pin[k] = math.atan2(c.imag, c.real)
-    keep = st.consts[3]
-    for k in range(nb):  # known = the magnitude stayed close to the input's (auto only)
-        st.known[k] = 1 if abs(target_log[k] - in_log[k]) < keep else 0
-    integrate_frame(st, pin, st.known, mode == MODE_AUTO)
+    integrate_frame(st, pin, st.known, False)
     for k in range(nb):
         p = ph[1, k]
         out_row[k] = np.complex64(complex(mag[k] * math.cos(p), mag[k] * math.sin(p)))
+
+
+@numba.njit(cache=True, nogil=True)
+def auto_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
+               mag: np.ndarray, acc: np.ndarray, ws: np.ndarray, out_row: np.ndarray) -> None:
+    """``auto`` mode, one frame (see the module docstring): the input phase where the magnitude stayed
+    within :data:`AUTO_KEEP_DB`, a random start where it rose over :data:`AUTO_NOISE_DB`, silence where
+    the input bin is exactly silent (as in input mode), then one causal RTISI step on every bin that
+    moved. ``acc`` is the synthesis accumulator *before* this frame is added (the committed frames' sum
+    over its span), ``ws`` the synthesis window. Call it, then synthesise the frame, before the next
+    frame (the step reads what the previous frames left)."""
+    nb = spec_row.shape[0]
+    keep, raise_ = st.consts[3], st.consts[4]
+    shift_frame(st, target_log)  # the integrator's history follows, so a switch to pghi continues
+    for k in range(nb):
+        d = target_log[k] - in_log[k]
+        c = spec_row[k]
+        a = math.sqrt(c.real * c.real + c.imag * c.imag)
+        st.known[k] = 1 if abs(d) < keep else 0
+        if a <= 1e-20:  # silence in the input stays silent, as in input mode
+            out_row[k] = 0.0
+        elif d > raise_:
+            th = _TWO_PI * _uniform(st.rng)
+            out_row[k] = np.complex64(complex(mag[k] * math.cos(th), mag[k] * math.sin(th)))
+        else:
+            sc = mag[k] / a
+            out_row[k] = np.complex64(complex(c.real * sc, c.imag * sc))
+    if st.consts[5] > 0.0:
+        w = st.work
+        n = w.shape[0]
+        c2r(out_row, w, _AXES, False, 1.0 / n, 1)
+        for i in range(n):
+            w[i] = (acc[i] + w[i] * ws[i]) * st.weight[i]
+        r2c(w, st.spec_work, _AXES, True, 1.0, 1)
+        for k in range(nb):
+            if st.known[k] == 0:
+                z = st.spec_work[k]
+                a = math.sqrt(z.real * z.real + z.imag * z.imag)
+                if a > 1e-20:
+                    sc = mag[k] / a
+                    out_row[k] = np.complex64(complex(z.real * sc, z.imag * sc))
+    for k in range(nb):
+        st.prev_spec[k] = out_row[k]
+    st.flags[0] = 1

@@ -79,19 +79,27 @@ def analyze_kernel(x: np.ndarray, in_buf: np.ndarray, in_state: np.ndarray, fram
 def synthesize_kernel(out_spec: np.ndarray, n: int, ws: np.ndarray, tmp: np.ndarray, acc: np.ndarray,
                       out_buf: np.ndarray, out_state: np.ndarray, x_out: np.ndarray, hop: int) -> None:
     """Overlap-add frames ``out_spec[0..n)`` into the output FIFO, then fill ``x_out`` from it."""
+    for f in range(n):
+        synth_frame(out_spec[f], ws, tmp, acc, out_buf, out_state, hop)
+    rb_read(out_buf, out_state, x_out)
+
+
+@numba.njit(cache=True, nogil=True)
+def synth_frame(spec_row: np.ndarray, ws: np.ndarray, tmp: np.ndarray, acc: np.ndarray, out_buf: np.ndarray,
+                out_state: np.ndarray, hop: int) -> None:
+    """Overlap-add one frame into the accumulator and move its finished hop into the output FIFO (for
+    callers that must see ``acc`` between frames; :func:`synthesize_kernel` loops over it)."""
     s_len = acc.shape[0]
     off = ws.shape[0] - s_len
-    for f in range(n):
-        _irfft(out_spec[f], tmp)
-        for i in range(s_len):
-            acc[i] += tmp[off + i] * ws[off + i]
-        # acc[:hop] can receive nothing from later frames: it is finished
-        rb_write(out_buf, out_state, acc[:hop])
-        for i in range(s_len - hop):
-            acc[i] = acc[i + hop]
-        for i in range(s_len - hop, s_len):
-            acc[i] = 0.0
-    rb_read(out_buf, out_state, x_out)
+    _irfft(spec_row, tmp)
+    for i in range(s_len):
+        acc[i] += tmp[off + i] * ws[off + i]
+    # acc[:hop] can receive nothing from later frames: it is finished
+    rb_write(out_buf, out_state, acc[:hop])
+    for i in range(s_len - hop):
+        acc[i] = acc[i + hop]
+    for i in range(s_len - hop, s_len):
+        acc[i] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)

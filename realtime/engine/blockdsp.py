@@ -16,9 +16,9 @@ from realtime import jitcache  # noqa: F401 - stamps this module's cached kernel
 from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
 from realtime.dsp.level import follow, frame_ratio, ratio_samples
 from realtime.dsp.noise import ar1_frames
-from realtime.dsp.phase import MODE_INPUT, PghiState, phase_frame, track_input
+from realtime.dsp.phase import MODE_AUTO, MODE_INPUT, PghiState, auto_frame, phase_frame, track_input
 from realtime.dsp.ringbuffer import rb_read, rb_write
-from realtime.dsp.stft import StftBuffers, analyze_kernel, synthesize_kernel
+from realtime.dsp.stft import StftBuffers, analyze_kernel, synth_frame, synthesize_kernel
 from realtime.engine import stats as _S
 
 # Stats slots as plain module constants (numba freezes globals at compile time).
@@ -297,6 +297,14 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
             for f in range(nf):  # the phase integrator follows along, so a switch to pghi continues smoothly
                 new_log_magnitude(feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model, ps.target)
                 track_input(ps.pghi, sb.spec[f], ps.target)
+        elif phase_mode == MODE_AUTO:
+            # Frame by frame through the synthesis: each frame's RTISI step reads what the frames before it
+            # left in the accumulator. synthesize_kernel below then only reads the block out.
+            for f in range(nf):
+                new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
+                              ps.target, ps.mag)
+                auto_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, sb.acc, sb.ws, sb.out_spec[f])
+                synth_frame(sb.out_spec[f], sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, sb.hop)
         else:
             for f in range(nf):
                 new_magnitude(sb.spec[f], feat_in[f], feat_out[f], np.float32(ps.frame_wet[f]), use_model,
@@ -307,7 +315,8 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
             ps.spec_in[b] = feat_in[nf - 1, b]
             ps.spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
         frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
-    synthesize_kernel(sb.out_spec, nf, sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, wet, sb.hop)
+    synthesize_kernel(sb.out_spec, 0 if phase_mode == MODE_AUTO else nf, sb.ws, sb.tmp, sb.acc, sb.out_buf,
+                      sb.out_state, wet, sb.hop)
     followed = ps.followed[:n]
     rblock = ps.ratio_block[:n]
     ratio_samples(ps.ratio, nf, sb.hop, ps.ratio_buf, ps.ratio_state, ps.ratio_chunk, rblock)

@@ -323,7 +323,14 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
     def input_phase() -> None:  # what the phase stage costs in input mode (it tracks the history for a switch)
         phase.track_input(pg, spec[0], feat_out[0])
 
-    t = _time_interleaved({"level": level_stage, "pghi": pghi, "input_phase": input_phase}, calls)
+    acc = np.zeros(cfg.synthesis_len, np.float32)
+    ws = np.ones(cfg.n_fft, np.float32)
+
+    def auto_phase() -> None:  # auto: random starts on raised bins + one causal RTISI step (two FFTs)
+        phase.auto_frame(pg, spec[0], feat_out[0], feat_in[0], mag, acc, ws, out_row)
+
+    t = _time_interleaved({"level": level_stage, "pghi": pghi, "auto": auto_phase, "input_phase": input_phase},
+                          calls)
     med = {k: float(np.median(v)) for k, v in t.items()}
     period = 1e6 * block_size / cfg.sample_rate
     x = noise_signal(seconds, cfg.sample_rate, seed=7)
@@ -354,7 +361,8 @@ def measure_sound_stages(model: Path, calls: int, seconds: float, rounds: int, b
             "share_of_period_pct": {k: 100 * v / period for k, v in med.items()}, "engine": blocks,
             "target_p99_pct": 10.0, "meets_target": blocks["both_on"]["p99_pct"] <= 10.0,
             "note": "level = flicker smoother + frame gain + frame ratio + follower over one 128-sample block; "
-                    "pghi = one frame of causal RTPGHI (adds no latency); input_phase = the phase stage in "
+                    "pghi = one frame of causal RTPGHI (adds no latency); auto = one frame of auto phase "
+                    "(random starts + a causal RTISI step); input_phase = the phase stage in "
                     "input mode (it keeps the integrator's history for a switch)"}
 
 
