@@ -214,40 +214,52 @@ def command_line(argv: list[str] | None) -> str:
     return "audio-diffusion train " + shlex.join(words)
 
 
-def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int:
-    """Train, validate every epoch, checkpoint, evaluate on held-out audio, then hand the model to ``exporter``.
+def _args_and_checkpoint(argv: list[str] | None) -> tuple[argparse.Namespace, dict | None]:
+    """Parse and check the command line (values in range, outputs writable) and load the checkpoint a
+    ``--resume`` continues from, before any data is built. Raises ``TrainArgError``."""
+    args = parse_args(argv)
+    check_args(args)
+    ckpt = None
+    if args.resume and Path(args.checkpoint).exists():
+        ckpt = load_checkpoint(Path(args.checkpoint))
+        check_resume(ckpt, args, Path(args.checkpoint))  # which setting differs, and what the checkpoint has
+    return args, ckpt
 
-    ``exporter(model, out, **card)`` writes the ONNX file and returns its path, or ``None`` after printing
-    why it could not (``export.pipeline`` passes the ONNX exporter: models never import export).
-    Without one, training ends with the checkpoint. Returns 0 on success.
-    """
-    try:
-        args = parse_args(argv)
-        check_args(args)  # every value in range and the outputs writable, before any data is built
-        ckpt = None
-        if args.resume and Path(args.checkpoint).exists():
-            ckpt = load_checkpoint(Path(args.checkpoint))
-            check_resume(ckpt, args, Path(args.checkpoint))  # which setting differs, and what the checkpoint has
-    except TrainArgError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    d = setup(args)
-    cfg = StftConfig(window=args.window)
-    log = tqdm.write if d.main else (lambda *_a, **_k: None)
+
+def _data(args: argparse.Namespace, cfg: StftConfig, log: Callable) -> tuple[Corpus, Frames]:
+    """The corpus and its frames (restoration: noisy inputs, clean targets). Raises ``NoAudioError``."""
     t0 = time.time()
-    try:
-        corpus = build_corpus(args.data, args.minutes, args.seed, cfg)
-        frames = Frames(corpus, args.kind, cfg, args.seed)
-    except NoAudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    corpus = build_corpus(args.data, args.minutes, args.seed, cfg)
+    frames = Frames(corpus, args.kind, cfg, args.seed)
     if args.kind == "restoration":
         lo, hi = SNR_RANGE_DB
         corpus.description += (f"; inputs are noisy copies ({'/'.join(NOISE_COLORS)} noise at {lo:g}..{hi:g} dB "
                                "SNR, redrawn every epoch), targets the clean audio")
     log(f"data: {corpus.description}; {len(frames.normalisation_source)} train / {len(frames.val[0])} val frames, "
         f"{len(corpus.heldout)} held-out clips ({time.time() - t0:.1f} s)", file=sys.stderr)
+    return corpus, frames
 
+
+@dataclass
+class Run:
+    """A training run's moving parts and progress (what a checkpoint saves and a resume restores)."""
+
+    model: FrameVAE
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    total: int          # optimiser steps in all
+    spe: int            # steps per epoch
+    epochs: int
+    start_epoch: int = 0
+    step: int = 0
+    metrics: dict | None = None
+    history: list | None = None
+
+
+def _make_run(args: argparse.Namespace, cfg: StftConfig, frames: Frames, d: Dist, ckpt: dict | None,
+              log: Callable) -> Run:
+    """Model, optimiser and cosine schedule, restored from ``ckpt`` when resuming."""
     model = FrameVAE(cfg.n_bins, args.latent, args.hidden, args.kind)
     model.set_normalisation(frames.normalisation_source)
     model.to(d.device)
@@ -256,65 +268,101 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
         net = nn.parallel.DistributedDataParallel(net, device_ids=[d.device] if d.device.type == "cuda" else None)
     spe = steps_per_epoch(len(frames.normalisation_source), args.batch)
     total = args.steps if args.steps else args.epochs * spe
-    epochs = math.ceil(total / spe)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # cosine decay to 5 % of the peak rate: late small steps polish the reconstruction
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
-    warmup = int(args.kl_warmup * total)
-    start_epoch, step, metrics, history = 0, 0, {}, []
-    ckpt_path = Path(args.checkpoint)
+    run = Run(model, net, opt, sched, total, spe, math.ceil(total / spe), metrics={}, history=[])
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"])
-        start_epoch, step, metrics = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("metrics", {})
-        history = ckpt.get("history", [])
-        log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {step}", file=sys.stderr)
+        run.start_epoch, run.step, run.metrics = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("metrics", {})
+        run.history = ckpt.get("history", [])
+        log(f"resumed from {args.checkpoint} at epoch {run.start_epoch}, step {run.step}", file=sys.stderr)
+    return run
 
+
+def _train_epoch(run: Run, args: argparse.Namespace, frames: Frames, d: Dist, epoch: int, bar: tqdm,
+                 stop: StopRequest) -> None:
+    """One epoch of optimiser steps (fewer when the step budget ends or a stop is requested)."""
+    model, net, opt, sched = run.model, run.net, run.opt, run.sched
+    warmup = int(args.kl_warmup * run.total)
     per_rank = max(1, args.batch // d.world)
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
+    x_np, y_np = frames.epoch(epoch)
+    order = np.random.default_rng([args.seed, 7, epoch]).permutation(len(x_np))
+    x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    for b in range(run.spe):
+        if run.step >= run.total:
+            break
+        idx = order[b * args.batch:(b + 1) * args.batch][d.rank::d.world][:per_rank]
+        if len(idx) == 0:  # a short last batch may leave a rank empty; keep ranks in lockstep
+            idx = order[:1]
+        ix = torch.from_numpy(idx)
+        x, y = x_all[ix].to(d.device), y_all[ix].to(d.device)
+        w = args.beta * min(1.0, run.step / warmup) if warmup > 0 else args.beta
+        parts = net(x, y, w, args.free_bits)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        run.step += 1
+        bar.update(1)
+        if run.step % 20 == 0:
+            bar.set_postfix(recon=f"{parts['recon'].item():.4f}", kl=f"{parts['kl'].item():.1f}")
+        if stop.requested:
+            break
+
+
+def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int:
+    """Train, validate every epoch, checkpoint, evaluate on held-out audio, then hand the model to ``exporter``.
+
+    ``exporter(model, out, **card)`` writes the ONNX file and returns its path, or ``None`` after printing
+    why it could not (``export.pipeline`` passes the ONNX exporter: models never import export).
+    Without one, training ends with the checkpoint. Returns 0 on success.
+    """
+    try:
+        args, ckpt = _args_and_checkpoint(argv)
+    except TrainArgError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    d = setup(args)
+    cfg = StftConfig(window=args.window)
+    log = tqdm.write if d.main else (lambda *_a, **_k: None)
+    t0 = time.time()
+    try:
+        corpus, frames = _data(args, cfg, log)
+    except NoAudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run = _make_run(args, cfg, frames, d, ckpt, log)
+    ckpt_path = Path(args.checkpoint)
+
+    def save(epoch: int) -> None:
+        save_checkpoint(ckpt_path, run.model, run.opt, run.sched, epoch, run.step, args, cfg, corpus, run.metrics,
+                        run.history)
+
+    bar = tqdm(total=run.total, initial=run.step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
                disable=args.no_progress or not d.main, mininterval=0.5 if sys.stderr.isatty() else 10.0)
-    net.train()
-    done = start_epoch  # epochs completed
+    run.net.train()
+    done = run.start_epoch  # epochs completed
     stop = StopRequest().__enter__()  # Ctrl-C / SIGTERM: finish the step, save, say how to resume
-    for epoch in range(start_epoch, epochs):
-        x_np, y_np = frames.epoch(epoch)
-        order = np.random.default_rng([args.seed, 7, epoch]).permutation(len(x_np))
-        x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
-        for b in range(spe):
-            if step >= total:
-                break
-            idx = order[b * args.batch:(b + 1) * args.batch][d.rank::d.world][:per_rank]
-            if len(idx) == 0:  # a short last batch may leave a rank empty; keep ranks in lockstep
-                idx = order[:1]
-            ix = torch.from_numpy(idx)
-            x, y = x_all[ix].to(d.device), y_all[ix].to(d.device)
-            w = args.beta * min(1.0, step / warmup) if warmup > 0 else args.beta
-            parts = net(x, y, w, args.free_bits)
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(recon=f"{parts['recon'].item():.4f}", kl=f"{parts['kl'].item():.1f}")
-            if stop.requested:
-                break
+    for epoch in range(run.start_epoch, run.epochs):
+        _train_epoch(run, args, frames, d, epoch, bar, stop)
         if stop.requested:
             # The interrupted epoch runs again on resume (its step count carries on, so the schedule holds).
             if d.main:
-                save_checkpoint(ckpt_path, model, opt, sched, epoch - 1, step, args, cfg, corpus, metrics, history)
+                save(epoch - 1)
             break
         if d.main:
-            metrics = validate(model, frames.val, args.beta, d.device, args.seed)
-            history.append({"epoch": epoch + 1, "step": step, **metrics})
-            log(f"epoch {epoch + 1}/{epochs} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                + f" ({time.time() - t0:.0f} s)", file=sys.stderr)
-            save_checkpoint(ckpt_path, model, opt, sched, epoch, step, args, cfg, corpus, metrics, history)
+            run.metrics = validate(run.model, frames.val, args.beta, d.device, args.seed)
+            run.history.append({"epoch": epoch + 1, "step": run.step, **run.metrics})
+            log(f"epoch {epoch + 1}/{run.epochs} step {run.step}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in run.metrics.items()) + f" ({time.time() - t0:.0f} s)",
+                file=sys.stderr)
+            save(epoch)
         if d.world > 1:
             dist.barrier()
         done = epoch + 1
@@ -324,17 +372,17 @@ def main(argv: list[str] | None = None, exporter: Exporter | None = None) -> int
     stop.__exit__()
     if stop.requested:
         if d.main:
-            print(f"stopped at step {step} of {total}; checkpoint saved: {ckpt_path} (step {step})\n"
+            print(f"stopped at step {run.step} of {run.total}; checkpoint saved: {ckpt_path} (step {run.step})\n"
                   f"resume with: {resume_command(argv, str(ckpt_path))}", file=sys.stderr, flush=True)
         if d.world > 1:
             dist.destroy_process_group()
         return stop.exit_code
 
     rc = 0
-    if done < epochs:
-        log(f"stopped after epoch {done} of {epochs}; continue with --resume", file=sys.stderr)
+    if done < run.epochs:
+        log(f"stopped after epoch {done} of {run.epochs}; continue with --resume", file=sys.stderr)
     elif d.main:
-        rc = finish(model, args, argv, cfg, corpus, metrics, t0, exporter)
+        rc = finish(run.model, args, argv, cfg, corpus, run.metrics, t0, exporter)
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
