@@ -38,6 +38,12 @@ def test_noise_rate_is_log_tapered_and_values_read_with_units():
     assert format_value(SPEC_BY_NAME["bypass"], 1.0) == "On"
 
 
+def test_a_choice_knob_reads_by_name_and_snaps_to_its_positions():
+    spec = SPEC_BY_NAME["phase"]
+    assert [format_value(spec, v) for v in (0.0, 1.0, 2.0)] == ["input", "pghi", "auto"]
+    assert [from_unit(spec, u) for u in (0.1, 0.3, 0.6, 0.9)] == [0.0, 1.0, 1.0, 2.0]
+
+
 def test_parse_key():
     assert parse_key("amount") == ("amount", 0) and parse_key("amount@3") == ("amount", 3)
     for bad in ("mix@1", "amount@4", "amount@x", "wet", 3):

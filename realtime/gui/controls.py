@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from realtime.engine.params import LAYOUT, SPEC_BY_NAME, ParamError, ParamSpec
+from realtime.engine.params import CHOICES, LAYOUT, SPEC_BY_NAME, ParamError, ParamSpec
 
 
 def knob_key(name: str, slot: int = 0) -> str:
@@ -50,15 +50,20 @@ def from_unit(spec: ParamSpec, u: float) -> float:
     u = min(max(float(u), 0.0), 1.0)
     if spec.toggle:
         return spec.hi if u >= 0.5 else spec.lo
+    if spec.name in CHOICES:  # a choice (phase: input / pghi / auto) snaps to its positions
+        return float(round(spec.lo + (spec.hi - spec.lo) * u))
     if is_log(spec):
         return min(max(spec.lo * (spec.hi / spec.lo) ** u, spec.lo), spec.hi)
     return spec.lo + (spec.hi - spec.lo) * u
 
 
 def format_value(spec: ParamSpec, value: float) -> str:
-    """A short readout such as ``"0.30"``, ``"2.00 Hz"``, ``"-6.0 dB"``, ``"On"``."""
+    """A short readout such as ``"0.30"``, ``"2.00 Hz"``, ``"-6.0 dB"``, ``"On"``, ``"auto"``."""
     if spec.toggle:
         return "On" if value >= 0.5 else "Off"
+    if spec.name in CHOICES:
+        names = CHOICES[spec.name]
+        return names[min(max(int(round(value - spec.lo)), 0), len(names) - 1)]
     if spec.unit in ("dB", "dBFS"):
         text = f"{value:+.1f}" if spec.unit == "dB" else f"{value:.0f}"
     elif spec.unit == "Hz":
