@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PKGS="libportaudio2 jackd2 sox xvfb xauth fonts-dejavu-core espeak-ng libxkbcommon-x11-0 libxcb-icccm4 \
 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 \
-libegl1 libgl1 libfontconfig1 libdbus-1-3 fluidsynth timgm6mb-soundfont"
+libegl1 libgl1 libfontconfig1 libdbus-1-3 fluidsynth timgm6mb-soundfont ffmpeg"
 
 missing=""
 for p in $DEB_PKGS; do
