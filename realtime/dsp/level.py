@@ -13,7 +13,9 @@ Two parts, because neither alone holds the level (measured, /work/shared/SOUND-N
    followers (:data:`FOLLOW_S`), with the delayed dry signal times the energy ratio the chain asked
    for (``ratio``: 1 when the slots kept the level, below 1 where a restoration slot removed energy).
    Its gain also cuts fast and rises slowly, and is bounded to +-:data:`FOLLOW_MAX_DB`: a gain after
-   overlap-add that chases single frames turns bursts into clicks (the notes' "output follower").
+   overlap-add that chases single frames turns bursts into clicks (the notes' "output follower"). A peak
+   guard then holds the wet within :data:`PEAK_HEADROOM_DB` of the reference's recent peaks (energy alone
+   lets a noise-like wet peak far above the tone it replaced).
 
 ``strength`` 0..1 (the ``level`` knob) scales both gains in the log domain (0: off, bit-exact bypass).
 """

@@ -81,7 +81,7 @@ class PghiState(NamedTuple):
     heap_key: np.ndarray   # (2 nb,) float64
     heap_id: np.ndarray    # (2 nb,) int64: bin (previous frame) or nb + bin (current frame)
     phase_in: np.ndarray   # (nb,) float64: the input's phase of the current frame
-    known: np.ndarray      # (nb,) uint8: bins that keep it (auto)
+    known: np.ndarray      # (nb,) uint8: auto's bins that keep the input phase
     prev_spec: np.ndarray  # (nb,) complex64: the previous frame, when it was played with the input phase
     flags: np.ndarray      # (1,) int64: 1 when phase[0] must be taken from prev_spec (after input mode)
     consts: np.ndarray     # (6,) float64: [gamma, hop, n_fft, keep (nats), noise raise (nats), refine 0/1]
@@ -202,11 +202,11 @@ def shift_frame(st: PghiState, logmag: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def integrate_frame(st: PghiState, phase_in: np.ndarray, known: np.ndarray, use_known: bool) -> None:
+def integrate_frame(st: PghiState, phase_in: np.ndarray) -> None:
     """Phase of the current frame (after :func:`shift_frame`) into ``st.phase[1]``.
 
-    ``phase_in`` is the input's phase of this frame: used on ``known`` bins (when ``use_known``) and on
-    bins below the tolerance. Causal: the group delay is a backward difference over three frames.
+    ``phase_in`` is the input's phase of this frame, used on bins below the tolerance. Causal: the group
+    delay is a backward difference over three frames.
     """
     slog, tg, fg, ph = st.slog, st.tgrad, st.fgrad, st.phase
     nb = slog.shape[1]
@@ -224,10 +224,6 @@ def integrate_frame(st: PghiState, phase_in: np.ndarray, known: np.ndarray, use_
         if slog[2, k] <= tol:
             done[k] = 1
             ph[1, k] = phase_in[k]
-        elif use_known and known[k]:
-            done[k] = 1
-            ph[1, k] = phase_in[k]
-            n = _push(key, ids, n, slog[2, k], nb + k)
         else:
             done[k] = 0
     for k in range(nb):  # the previous frame is known
@@ -295,7 +291,7 @@ def phase_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_
     for k in range(nb):
         c = spec_row[k]
         pin[k] = math.atan2(c.imag, c.real)
-    integrate_frame(st, pin, st.known, False)
+    integrate_frame(st, pin)
     for k in range(nb):
         p = ph[1, k]
         out_row[k] = np.complex64(complex(mag[k] * math.cos(p), mag[k] * math.sin(p)))
