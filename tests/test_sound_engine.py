@@ -83,8 +83,33 @@ def test_peak_guard_keeps_a_noise_like_wet_near_the_players_peaks():
 
 
 def test_restoration_models_start_with_the_level_stage_off(default_model):
+    """Level and flicker smoothing start at 0 on a restoration slot (its gains must follow the noise),
+    at their defaults on a diffusion slot; and the denoiser with its defaults removes as much white noise
+    as with both stages off by hand."""
     eng = Engine([shipped_model("denoise"), default_model], block_size=BLOCK)
     assert eng.params.get("level", 0) == 0.0 and eng.params.get("level", 1) == 1.0
+    assert eng.params.get("smooth", 0) == 0.0 and eng.params.get("smooth", 1) == 100.0
+    # A hot swap moves knobs that sit at the outgoing kind's default to the incoming kind's; others stay.
+    eng.params.set("smooth", 40.0, 1)
+    eng.swap_model(shipped_model("denoise"), slot=1)
+    assert eng.params.get("level", 1) == 0.0 and eng.params.get("smooth", 1) == 40.0
+    eng.swap_model(default_model, slot=0)
+    assert eng.params.get("level", 0) == 1.0 and eng.params.get("smooth", 0) == 100.0
+    rng = np.random.default_rng(8)
+    t = np.arange(2 * SR) / SR
+    gate = (np.floor(t / 0.15) % 2 == 0).astype(np.float32)  # 150 ms tone bursts: the gains must follow
+    clean = (0.2 * np.sin(2 * np.pi * 220 * t) * gate).astype(np.float32)
+    noisy = clean + (0.05 * rng.standard_normal(clean.size)).astype(np.float32)
+    denoise = shipped_model("denoise")
+
+    def residual_db(knobs: dict) -> float:
+        y = Q.run_engine(denoise, noisy, knobs)["y"][SR // 2:]
+        return 10 * np.log10(np.mean((y - clean[SR // 2:]) ** 2) / np.mean((noisy - clean)[SR // 2:] ** 2))
+
+    by_default = residual_db({"amount": 0.0})  # the shipped v1 denoiser's full strength
+    assert by_default == pytest.approx(residual_db({"amount": 0.0, "smooth": 0.0, "level": 0.0}), abs=1e-6)
+    assert by_default < -12.0, by_default  # measured -18 dB
+    assert residual_db({"amount": 0.0, "smooth": 100.0}) > by_default + 10.0  # smoothed gains: measured +1 dB
 
 
 def test_level_off_and_input_phase_is_the_plain_engine(default_model, material):
