@@ -307,16 +307,12 @@ class Engine:
         self.warmed = True
 
     def _kind_defaults(self, k: int, old_kind: str, new_kind: str) -> None:
-        """Slot ``k``'s level and flicker-smoothing knobs, where they sit at ``old_kind``'s default, move
-        to ``new_kind``'s. On for diffusion models, off for restoration models: they remove energy on
-        purpose, and their gains must move as fast as the noise does (the flicker smoother's 100 ms on the
-        shipped denoise.onnx's gains, measured: 0 dB white noise SNR gain +12.8 -> +4.9 dB, worst noise family
-        at 10 dB +0.0 -> -5.2 dB, tone bursts in noise -18 -> +1 dB residual)."""
-        for name, idx in (("level", P.I_LEVEL[k]), ("smooth", P.I_SMOOTH[k])):
-            default = P.SPEC_BY_NAME[name].default
-            want = {kind: 0.0 if kind == "restoration" else default for kind in (old_kind, new_kind)}
-            if self.params.values[idx] == want[old_kind]:
-                self.params.values[idx] = want[new_kind]
+        """Slot ``k``'s kind-dependent knobs (:data:`params.KIND_DEFAULTS`) that sit at ``old_kind``'s
+        default move to ``new_kind``'s; a value the user set stays."""
+        for name in P.KIND_KNOBS:
+            idx = P.LAYOUT[(name, k)]
+            if self.params.values[idx] == P.kind_default(name, old_kind):
+                self.params.values[idx] = P.kind_default(name, new_kind)
 
     # -- hot swap (call from any non-audio thread) ------------------------------------------------
     def swap_model(self, path_or_model: str | Path | EffectModel, slot: int = 0) -> EffectModel:
