@@ -6,8 +6,10 @@ a fresh pairing, SNR (-5..20 dB), level and clean-only / noise-only cases every 
 sequences in chunks with the GRU state carried (truncated back-propagation), so the model learns to use
 seconds of context while a step costs only a chunk.
 
-Loss on compressed magnitudes (``|X|^0.3``, each sequence scaled by its mixture level first), plus a
-compressed complex term that penalises keeping bins whose phase belongs to the noise.
+Loss on compressed magnitudes (``|X|^0.3``, each sequence scaled by its mixture level first), with the
+target's loss (output below the clean magnitude) weighted ``1 + --protect`` times the residual noise's (a
+listener forgives a little noise sooner than a dull or broken voice), plus a compressed complex term that
+penalises keeping bins whose phase belongs to the noise.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from realtime.dsp.stft import stft
 TRAIN_FAMILIES = N.FAMILIES
 COMPRESS = 0.3
 COMPLEX_WEIGHT = 0.3
+#: Defaults of the mixing cases: share of batch items that are clean only (must pass unchanged) and noise only.
+CLEAN_SHARE = 0.06
+NOISE_SHARE = 0.05
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=20.0,
                    help="stop the training loop after this long (0: no limit)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clean-share", type=float, default=CLEAN_SHARE, help="share of clean-only batch items")
+    p.add_argument("--noise-share", type=float, default=NOISE_SHARE, help="share of noise-only batch items")
+    p.add_argument("--music-share", type=float, default=0.15, help="share of sequences whose clean part is music")
+    p.add_argument("--protect", type=float, default=0.0,
+                   help="extra weight of target loss (output below the clean magnitude) over residual noise")
     p.add_argument("--cache", default=None, help="save the rendered data here, or load it if the file exists")
     p.add_argument("--name", default="Denoise (speech and music over realistic noise)")
     return p.parse_args(argv)
@@ -62,7 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class MixBank:
     """STFTs of the clean sequences and noise beds, mixed per batch (all tensors on CPU)."""
 
-    def __init__(self, seqs, cfg: StftConfig) -> None:
+    def __init__(self, seqs, cfg: StftConfig, clean_share: float = CLEAN_SHARE,
+                 noise_share: float = NOISE_SHARE) -> None:
+        self.clean_share, self.noise_share = clean_share, noise_share
         clean = np.stack([s.clean for s in seqs])
         noise = np.stack([s.noise for s in seqs])
         self.S = torch.from_numpy(stft(clean, cfg))  # [N, T, bins] complex64
@@ -79,9 +91,10 @@ class MixBank:
         snr = torch.rand(b, generator=g, dtype=torch.float64) * 25.0 - 5.0
         k = torch.sqrt(self.p_clean[ic] / (self.p_noise[inz] * 10 ** (snr / 10) + 1e-20))
         case = torch.rand(b, generator=g)
-        k = torch.where(case < 0.06, torch.zeros_like(k), k)  # clean only: must pass unchanged
-        s_gain = torch.where(case > 0.95, torch.zeros_like(k), torch.ones_like(k))  # noise only: remove it
-        k = torch.where((case > 0.95) & (k == 0), torch.ones_like(k), k)
+        k = torch.where(case < self.clean_share, torch.zeros_like(k), k)  # clean only: must pass unchanged
+        noise_only = case > 1.0 - self.noise_share
+        s_gain = torch.where(noise_only, torch.zeros_like(k), torch.ones_like(k))  # noise only: remove it
+        k = torch.where(noise_only & (k == 0), torch.ones_like(k), k)
         S = self.S[ic] * s_gain[:, None, None].float()
         X = S + self.Nz[inz] * k[:, None, None].float()
         # level: mixture RMS between -50 and -8 dBFS (the model must not care about the level)
@@ -95,13 +108,15 @@ def features_of(X: torch.Tensor) -> torch.Tensor:
     return torch.log(X.abs() + 1e-5)
 
 
-def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """Compressed-magnitude loss plus a compressed complex term, each sequence scaled by its mixture level."""
+def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor, protect: float = 0.0) -> torch.Tensor:
+    """Compressed-magnitude loss (target loss weighted ``1 + protect``) plus a compressed complex term, each
+    sequence scaled by its mixture level."""
     c = torch.sqrt((X.abs() ** 2).mean(dim=(0, 2), keepdim=True) + 1e-12)
     mx, ms = X.abs() / c, S.abs() / c
     y = (gain * mx + 1e-12) ** COMPRESS
     t = (ms + 1e-12) ** COMPRESS
-    mag = ((y - t) ** 2).mean()
+    err = y - t
+    mag = (err ** 2 * (1.0 + protect * (err < 0))).mean()
     px = X / (X.abs() + 1e-12)
     ps = S / (S.abs() + 1e-12)
     cplx = ((y * px - t * ps).abs() ** 2).mean()
@@ -124,19 +139,22 @@ def build_data(args, cfg: StftConfig, log=print):
     log(f"data: {len(speech)} speech clips, {len(music)} music clips, {len(talkers)} babble talkers, "
         f"{len(pool)} noise files ({time.time() - t0:.0f} s)")
     train = make_sequences(args.sequences, args.seconds, args.seed, sr, speech=speech, music=music, talkers=talkers,
-                           families=TRAIN_FAMILIES, noise_pool=pool)
+                           families=TRAIN_FAMILIES, noise_pool=pool, music_share=args.music_share)
     val = make_sequences(max(16, args.sequences // 16), args.seconds, args.seed + 1000, sr, speech=speech,
-                         music=music, talkers=talkers, families=TRAIN_FAMILIES, noise_pool=pool)
+                         music=music, talkers=talkers, families=TRAIN_FAMILIES, noise_pool=pool,
+                         music_share=args.music_share)
     log(f"data: {len(train)} training and {len(val)} validation sequences of {args.seconds:.0f} s "
         f"({time.time() - t0:.0f} s)")
     desc = (f"{len(train)} x {args.seconds:.0f} s sequences (seed {args.seed}): espeak-ng speech "
             f"({len(speech)} utterances of models.synth.TRAIN_TEXTS, {len(set(N.TRAIN_BABBLE))} babble talkers in "
             f"{len({v.split('+')[0] for v, _ in N.TRAIN_BABBLE})} languages), 40 % of it with synthetic room "
-            "reverb, and synthetic music (15 %, kept clean), over generated noise of models/noises.py ("
+            f"reverb, and synthetic music ({args.music_share:.0%}, kept clean), over generated noise of "
+            "models/noises.py ("
             + ", ".join(TRAIN_FAMILIES) + ") at -5..20 dB SNR"
             + (f"; plus {len(pool)} real noise files from --noise" if pool else "")
             + ("; plus the user's --speech folder" if args.speech else "") + ". No recorded audio, no licence terms.")
-    return MixBank(train, cfg), MixBank(val, cfg), desc
+    shares = (args.clean_share, args.noise_share)
+    return MixBank(train, cfg, *shares), MixBank(val, cfg, *shares), desc
 
 
 def validate(model: StatefulDenoiser, bank: MixBank, seed: int = 123, b: int = 16) -> float:
@@ -155,6 +173,8 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     t0 = time.time()
     if args.cache and Path(args.cache).is_file():
         bank, val_bank, desc = torch.load(args.cache, weights_only=False)
+        for b in (bank, val_bank):  # the mixing shares are the run's, not the cache's
+            b.clean_share, b.noise_share = args.clean_share, args.noise_share
         log(f"data: loaded {args.cache}")
     else:
         bank, val_bank, desc = build_data(args, cfg, log)
@@ -187,7 +207,7 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
                 break
             sl = slice(c0, c0 + args.chunk)
             gain, _, h = model.gains(feats[sl], h)
-            loss = loss_fn(gain, X[sl], S[sl])
+            loss = loss_fn(gain, X[sl], S[sl], args.protect)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.synth import HELDOUT_TEXTS, Clip, add_noise, speech_clips, synthetic_clips
-from realtime.config import StftConfig
+from realtime.config import LOOKAHEADS, StftConfig
 from realtime.dsp.features import EPS, log_magnitude, magnitude_from_features
 from realtime.dsp.stft import istft, istft_delay, stft
 
@@ -238,8 +238,9 @@ def listener_material(seed: int = HELDOUT_SEED, sample_rate: int = 48_000) -> di
 
 
 def run_engine(model, x: np.ndarray, knobs: dict[str, float], *, block: int | None = None,
-               seed: int = LISTEN_SEED) -> dict:
-    """Run ``x`` through the real engine (one model, no deadline guard) with ``knobs`` set.
+               seed: int = LISTEN_SEED, lookahead: int = 0) -> dict:
+    """Run ``x`` through the real engine (one model, no deadline guard, ``lookahead`` frames of phase
+    look-ahead) with ``knobs`` set.
 
     Returns ``{"y": output aligned with x, "raw": unaligned output, "synth": the unaligned overlap-added
     wet before the level follower, "requested": |out_spec| frames the synthesis was asked for (frame ``j``
@@ -249,7 +250,7 @@ def run_engine(model, x: np.ndarray, knobs: dict[str, float], *, block: int | No
     from realtime.engine.engine import Engine
 
     block = block or OFFLINE_BLOCK
-    engine = Engine([model], block_size=block, seed=seed, deadline_share=float("inf"))
+    engine = Engine([model], block_size=block, seed=seed, deadline_share=float("inf"), lookahead=lookahead)
     engine.params.apply(knobs)
     engine.reset()
     lat = engine.latency_samples
@@ -268,13 +269,15 @@ def run_engine(model, x: np.ndarray, knobs: dict[str, float], *, block: int | No
         nf = engine.last_frames
         req[f:f + nf] = np.abs(engine.stft.out_spec[:nf])
         f += nf
-    delay, rem = divmod(lat, cfg.hop)
+    # out_spec holds the frames as synthesis received them: their offset is the STFT's alone (a held frame
+    # and a model's own delay move what the frames hold, not where synthesis puts them)
+    delay, rem = divmod(engine.stft.latency_samples, cfg.hop)
     return {"y": raw[lat:lat + x.size], "raw": raw, "synth": synth, "requested": req[:f],
             "delay_frames": delay if rem == 0 else None, "stats": engine.stats.summary(), "cfg": cfg}
 
 
 def listen(model, files: dict[str, np.ndarray], amounts: Sequence[float] = AMOUNTS,
-           knobs: dict[str, float] | None = None, seed: int = LISTEN_SEED) -> dict:
+           knobs: dict[str, float] | None = None, seed: int = LISTEN_SEED, lookahead: int = 0) -> dict:
     """Every listener metric per amount over ``files``; also the outputs (for the spectrogram picture).
 
     Returns ``{"rows": [{"amount", "level_median_db", "level_p95_db", "level_max_db", "clicks_per_min",
@@ -295,7 +298,7 @@ def listen(model, files: dict[str, np.ndarray], amounts: Sequence[float] = AMOUN
         diffs, clicks, hits, guards, hnr, cons, lsd = [], 0, 0, 0, [], [], []
         outputs[a] = {}
         for name, x in files.items():
-            r = run_engine(model, x, k, seed=seed)
+            r = run_engine(model, x, k, seed=seed, lookahead=lookahead)
             y = r["y"]
             outputs[a][name] = y
             w = max(int(LEVEL_WINDOW_S * sr), 1)
@@ -419,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amounts", default=",".join(f"{a:g}" for a in AMOUNTS), help="comma-separated amounts")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any knob of the engine (realtime/engine/params.py), e.g. --set phase=pghi; repeatable")
+    p.add_argument("--lookahead", type=int, choices=LOOKAHEADS, default=0,
+                   help="frames of phase look-ahead (1: auto phase refines each frame with the next; +1 hop latency)")
     p.add_argument("--png", default=None, help="spectrogram picture path (default: quality-<model>.png here; "
                    "'none' for no picture)")
     p.add_argument("--reconstruction", action="store_true",
@@ -451,10 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         except NoAudioError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    res = listen(loaded, files, amounts, knobs)
+    res = listen(loaded, files, amounts, knobs, lookahead=args.lookahead)
     report = {"model": str(args.model), "kind": loaded.info.kind, "files": {k: round(v.size / sr, 2) for k, v in
                                                                            files.items()},
-              "knobs": knobs, "rows": res["rows"]}
+              "knobs": knobs, "lookahead": args.lookahead, "rows": res["rows"]}
     if args.png != "none":
         png = Path(args.png or f"quality-{Path(args.model).stem}.png")
         spectrogram_png(png, files, res["outputs"], sr, f"{Path(args.model).name} {' '.join(args.set)}".strip())

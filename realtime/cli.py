@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from realtime.config import LIVE_BLOCK, OFFLINE_BLOCK
+from realtime.config import LIVE_BLOCK, LOOKAHEADS, OFFLINE_BLOCK
 from realtime.errors import ModelError
 from realtime.paths import SHIPPED, resolve_model
 
@@ -47,15 +47,21 @@ def _stop_code(exc: BaseException) -> int:
 def _knob_value(spec):
     """argparse type for a knob flag: ``V`` (every slot of a per-slot knob) or ``K=V`` (slot K, from 0)."""
 
+    from realtime.engine.params import CHOICES
+
+    names = CHOICES.get(spec.name, ())
+
     def parse(text: str) -> tuple[int | None, float]:
         slot_s, sep, value_s = text.rpartition("=")
         if sep and not spec.per_slot:
             raise argparse.ArgumentTypeError(f"{spec.name} is global: give a value, not slot=value")
         try:
             slot = int(slot_s) if sep else None
-            value = float(value_s)
+            value = float(names.index(value_s)) if value_s in names else float(value_s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: give a number{' or slot=number' if spec.per_slot else ''} "
+            choice = f"{', '.join(names)} or " if names else ""
+            raise argparse.ArgumentTypeError(f"{text!r}: give {choice}a number"
+                                             f"{' or slot=number' if spec.per_slot else ''} "
                                              f"({spec.range_text()})") from None
         return slot, value
 
@@ -247,7 +253,7 @@ def cmd_process(args) -> int:
     try:
         report = process_file(args.input, args.output, models, seed=args.seed, block_size=args.blocksize,
                               window=args.window, align=args.align, params=params, show_progress=not args.quiet,
-                              rate=args.rate, subtype=args.subtype)
+                              rate=args.rate, subtype=args.subtype, lookahead=args.lookahead)
     except KeyboardInterrupt:
         print(f"process: stopped before the end; {args.output} was not written (any previous file there is "
               "unchanged)", file=sys.stderr, flush=True)
@@ -281,7 +287,7 @@ def cmd_live(args) -> int:
         host = ProcessHost(client_name=args.client_name)  # the engine in its own process; knobs in shared memory
         host.params.apply(params.snapshot())
         info = host.start([str(m) for m in models], args.input, args.output, args.blocksize, args.window,
-                          args.seed)
+                          args.seed, lookahead=args.lookahead)
         if not args.quiet:
             print(f"live: {info['sample_rate']} Hz, block {info['block_size']}, algorithmic latency "
                   f"{info['latency_samples']} samples ({info['latency_ms']:.2f} ms); Ctrl-C stops",
@@ -478,6 +484,9 @@ def build_parser(knobs: bool = True) -> argparse.ArgumentParser:
                         help=f"samples per block (default {block})")
         sp.add_argument("--window", choices=("sqrt_hann", "low_latency"), default=None,
                         help="STFT window mode (default: the model's)")
+        sp.add_argument("--lookahead", type=int, choices=LOOKAHEADS, default=0,
+                        help="frames of phase look-ahead: 1 lets --phase auto refine each frame with the next "
+                             "(+1 hop = 2.67 ms latency at 48 kHz, in every phase mode)")
         sp.add_argument("--target", default=None, metavar="FILE.wav",
                         help="steer toward this recording's sound (contract-2 models with a target input)")
         if knobs:

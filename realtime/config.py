@@ -24,6 +24,10 @@ OFFLINE_BLOCK = 8192
 #: ``low_latency``: asymmetric analysis/synthesis pair (Mauler & Martin 2007) whose synthesis window is
 #: only ``2 * hop`` long, so the algorithmic latency is about ``2 * hop`` instead of ``n_fft``.
 WINDOW_MODES = ("sqrt_hann", "low_latency")
+#: Phase look-ahead settings, in frames (fixed when an engine starts, like the window mode): 1 holds each
+#: frame back one hop so the ``auto`` phase can refine it with the next frame in view (RTISI-LA), for
+#: ``hop`` more samples of latency in every phase mode.
+LOOKAHEADS = (0, 1)
 
 #: Feature floor added to the STFT magnitude before the log (realtime/dsp/features.py computes the features;
 #: the constants live here, on the ground floor, so the contract check needs no numba).

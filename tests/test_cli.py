@@ -41,6 +41,11 @@ def test_process_is_bit_identical_and_aligned(tmp_path, tp_model):
         assert "latency 384 samples (8.00 ms)" in r.stdout
         outs.append(sf.read(dst, dtype="float32")[0])
     np.testing.assert_array_equal(outs[0], outs[1])
+    # Choice knobs take their names; one frame of phase look-ahead adds one hop of latency.
+    r = run_cli("process", str(src), str(tmp_path / "ahead.wav"), "--model", str(tp_model), "--phase", "auto",
+                "--lookahead", "1")
+    assert r.returncode == 0, r.stderr
+    assert "latency 512 samples (10.67 ms)" in r.stdout
     dst = tmp_path / "dry.wav"
     r = run_cli("process", str(src), str(dst), "--model", str(tp_model), "--mix", "0", "--align", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -35,6 +35,11 @@ def test_host_runs_and_keeps_last_good_state(jack, tp_model, tmp_path, host_cls)
             # tens of ms, so a LocalHost may miss a few blocks here; the engine's own process never does.
             assert s["engine_misses"] == 0, s
         assert host.describe()["running"]
+        # A start-time setting: one frame of phase look-ahead adds one hop and survives a restart.
+        info = host.start([str(tp_model)], "system", "system", lookahead=1)
+        assert info["latency_samples"] == 384 + 128
+        info = host.restart()
+        assert info["latency_samples"] == 512 and info["running"]
     finally:
         host.close()
 

@@ -71,16 +71,19 @@ def test_knob_sweep_through_jack_makes_no_click(jack):
     assert len(clicks) == 0, clicks
 
 
-@pytest.mark.parametrize("phase", [1.0, 2.0], ids=["pghi", "auto"])
-def test_pghi_and_level_stream_is_bit_identical_to_offline(jack, phase):
+@pytest.mark.parametrize(("phase", "lookahead"), [(1.0, 0), (2.0, 0), (2.0, 1)],
+                         ids=["pghi", "auto", "auto-lookahead"])
+def test_pghi_and_level_stream_is_bit_identical_to_offline(jack, phase, lookahead):
     from realtime.io.offline import process_signal
 
     knobs = {"amount": 0.7, "phase": phase, "level": 1.0}
-    engine = Engine([resolve_model("default")], block_size=128, seed=11, deadline_share=float("inf"))
+    engine = Engine([resolve_model("default")], block_size=128, seed=11, deadline_share=float("inf"),
+                    lookahead=lookahead)
     engine.params.apply(knobs)
     x, y_live = _stream_sine(engine, 2.0)
     assert np.abs(x).max() > 0.05
-    offline = Engine([resolve_model("default")], block_size=128, seed=11, deadline_share=float("inf"))
+    offline = Engine([resolve_model("default")], block_size=128, seed=11, deadline_share=float("inf"),
+                     lookahead=lookahead)
     offline.params.apply(knobs)
     offline.warmup()
     np.testing.assert_array_equal(process_signal(offline, x), y_live)

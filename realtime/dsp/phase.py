@@ -80,7 +80,6 @@ class PghiState(NamedTuple):
     done: np.ndarray       # (nb,) uint8
     heap_key: np.ndarray   # (2 nb,) float64
     heap_id: np.ndarray    # (2 nb,) int64: bin (previous frame) or nb + bin (current frame)
-    phase_in: np.ndarray   # (nb,) float64: the input's phase of the current frame
     known: np.ndarray      # (nb,) uint8: auto's bins that keep the input phase
     prev_spec: np.ndarray  # (nb,) complex64: the previous frame, when it was played with the input phase
     flags: np.ndarray      # (1,) int64: 1 when phase[0] must be taken from prev_spec (after input mode)
@@ -92,11 +91,11 @@ class PghiState(NamedTuple):
     spec_work: np.ndarray
 
 
-def rtisi_weight(cfg: StftConfig) -> np.ndarray | None:
+def rtisi_weight(cfg: StftConfig, lookahead: int = 0) -> np.ndarray | None:
     """The analysis window times ``full / partial`` overlap-add window sums over a frame's span: what the
-    committed frames plus the current one hold there, scaled up to what all overlapping frames will. None
-    where the synthesis window covers less than the frame (the low-latency window: the frame's start has
-    already left the accumulator)."""
+    committed frames plus the current one (and ``lookahead`` later ones) hold there, scaled up to what all
+    overlapping frames will. None where the synthesis window covers less than the frame (the low-latency
+    window: the frame's start has already left the accumulator)."""
     if cfg.synthesis_len != cfg.n_fft:
         return None
     wa, ws = (np.asarray(w, np.float64) for w in make_windows(cfg))
@@ -108,7 +107,7 @@ def rtisi_weight(cfg: StftConfig) -> np.ndarray | None:
         lo, hi = max(0, d * hop), min(n, n + d * hop)
         sh[lo:hi] = w[lo - d * hop:hi - d * hop]
         full += sh
-        if d <= 0:
+        if d <= lookahead:
             partial += sh
     return (wa * full / np.maximum(partial, 1e-3 * full.max())).astype(np.float32)
 
@@ -120,7 +119,7 @@ def make_state(cfg: StftConfig) -> PghiState:
     weight = rtisi_weight(cfg)
     nats = math.log(10.0) / 20.0
     st = PghiState(np.zeros((3, nb)), np.zeros((2, nb)), np.zeros(nb), np.zeros((2, nb)), np.zeros(nb, np.uint8),
-                   np.zeros(2 * nb), np.zeros(2 * nb, np.int64), np.zeros(nb), np.zeros(nb, np.uint8),
+                   np.zeros(2 * nb), np.zeros(2 * nb, np.int64), np.zeros(nb, np.uint8),
                    np.zeros(nb, np.complex64), np.zeros(1, np.int64),
                    np.array([cg * cfg.n_fft ** 2, cfg.hop, cfg.n_fft, AUTO_KEEP_DB * nats, AUTO_NOISE_DB * nats,
                              0.0 if weight is None else 1.0]),
@@ -143,40 +142,49 @@ def reset(st: PghiState) -> None:
 
 
 # ------------------------------------------------------------------------------------- max-heap
+# A binary max-heap over (key, id) in two arrays. Entries move into a hole instead of being swapped, and the
+# integrator replaces the top it just read with the bin it places next (one sift-down instead of a pop and
+# a push): together that halves integrate_frame's cost (22 -> 11 us a frame, 257 bins).
 @numba.njit(cache=True, nogil=True, inline="always")
 def _push(key: np.ndarray, ids: np.ndarray, n: int, k: float, i: int) -> int:
     j = n
-    key[j] = k
-    ids[j] = i
     while j > 0:
         p = (j - 1) >> 1
-        if key[p] >= key[j]:
+        if key[p] >= k:
             break
-        key[p], key[j] = key[j], key[p]
-        ids[p], ids[j] = ids[j], ids[p]
+        key[j] = key[p]
+        ids[j] = ids[p]
         j = p
+    key[j] = k
+    ids[j] = i
     return n + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sift_down(key: np.ndarray, ids: np.ndarray, n: int, k: float, i: int, j: int = 0) -> None:
+    """Put ``(k, i)`` at position ``j`` of the ``n``-entry heap (replacing what is there: the top by
+    default) and restore the order below it."""
+    while True:
+        c = 2 * j + 1
+        if c >= n:
+            break
+        if c + 1 < n and key[c + 1] > key[c]:
+            c += 1
+        if k >= key[c]:
+            break
+        key[j] = key[c]
+        ids[j] = ids[c]
+        j = c
+    key[j] = k
+    ids[j] = i
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _pop(key: np.ndarray, ids: np.ndarray, n: int) -> int:
     """Remove the top (the caller read ``ids[0]`` first); returns the new size."""
     n -= 1
-    key[0] = key[n]
-    ids[0] = ids[n]
-    j = 0
-    while True:
-        left = 2 * j + 1
-        if left >= n:
-            break
-        c = left
-        if left + 1 < n and key[left + 1] > key[left]:
-            c = left + 1
-        if key[j] >= key[c]:
-            break
-        key[c], key[j] = key[j], key[c]
-        ids[c], ids[j] = ids[j], ids[c]
-        j = c
+    if n > 0:
+        _sift_down(key, ids, n, key[n], ids[n])
     return n
 
 
@@ -202,10 +210,10 @@ def shift_frame(st: PghiState, logmag: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def integrate_frame(st: PghiState, phase_in: np.ndarray) -> None:
+def integrate_frame(st: PghiState, spec_row: np.ndarray) -> None:
     """Phase of the current frame (after :func:`shift_frame`) into ``st.phase[1]``.
 
-    ``phase_in`` is the input's phase of this frame, used on bins below the tolerance. Causal: the group
+    ``spec_row`` is the input's frame, whose phase bins below the tolerance keep. Causal: the group
     delay is a backward difference over three frames.
     """
     slog, tg, fg, ph = st.slog, st.tgrad, st.fgrad, st.phase
@@ -223,30 +231,43 @@ def integrate_frame(st: PghiState, phase_in: np.ndarray) -> None:
     for k in range(nb):
         if slog[2, k] <= tol:
             done[k] = 1
-            ph[1, k] = phase_in[k]
+            c = spec_row[k]
+            ph[1, k] = math.atan2(c.imag, c.real)
         else:
             done[k] = 0
-    for k in range(nb):  # the previous frame is known
+    for k in range(nb):  # the previous frame is known: all its bins in, then one heapify (Floyd)
         if done[k] == 0:
-            n = _push(key, ids, n, slog[1, k], k)
+            key[n] = slog[1, k]
+            ids[n] = k
+            n += 1
+    for j in range((n >> 1) - 1, -1, -1):
+        _sift_down(key, ids, n, key[j], ids[j], j)
     while n > 0:
         i = ids[0]
-        n = _pop(key, ids, n)
+        placed = 0  # bins placed from this entry: the first replaces the top, a second is pushed
         if i < nb:  # previous frame, bin i -> the same bin now, along time (trapezoid)
             if done[i] == 0:
                 ph[1, i] = ph[0, i] + 0.5 * (tg[0, i] + tg[1, i])
                 done[i] = 1
-                n = _push(key, ids, n, slog[2, i], nb + i)
+                _sift_down(key, ids, n, slog[2, i], nb + i)
+                placed = 1
         else:  # current frame, bin k -> its neighbours, along frequency (pi per bin: the frame centre)
             k = i - nb
             if k + 1 < nb and done[k + 1] == 0:
                 ph[1, k + 1] = ph[1, k] + 0.5 * (fg[k] + fg[k + 1]) - math.pi
                 done[k + 1] = 1
-                n = _push(key, ids, n, slog[2, k + 1], nb + k + 1)
+                _sift_down(key, ids, n, slog[2, k + 1], nb + k + 1)
+                placed = 1
             if k >= 1 and done[k - 1] == 0:
                 ph[1, k - 1] = ph[1, k] - 0.5 * (fg[k] + fg[k - 1]) + math.pi
                 done[k - 1] = 1
-                n = _push(key, ids, n, slog[2, k - 1], nb + k - 1)
+                if placed:
+                    n = _push(key, ids, n, slog[2, k - 1], nb + k - 1)
+                else:
+                    _sift_down(key, ids, n, slog[2, k - 1], nb + k - 1)
+                placed = 1
+        if placed == 0:
+            n = _pop(key, ids, n)
     for k in range(nb):  # keep it bounded (float64 phase would lose precision after hours)
         p = ph[1, k]
         ph[1, k] = p - _TWO_PI * math.floor(p / _TWO_PI)
@@ -287,25 +308,19 @@ def phase_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_
             c = st.prev_spec[k]
             ph[0, k] = math.atan2(c.imag, c.real)
         st.flags[0] = 0
-    pin = st.phase_in
-    for k in range(nb):
-        c = spec_row[k]
-        pin[k] = math.atan2(c.imag, c.real)
-    integrate_frame(st, pin)
+    integrate_frame(st, spec_row)
     for k in range(nb):
         p = ph[1, k]
         out_row[k] = np.complex64(complex(mag[k] * math.cos(p), mag[k] * math.sin(p)))
 
 
 @numba.njit(cache=True, nogil=True)
-def auto_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
-               mag: np.ndarray, acc: np.ndarray, ws: np.ndarray, out_row: np.ndarray) -> None:
-    """``auto`` mode, one frame (see the module docstring): the input phase where the magnitude stayed
-    within :data:`AUTO_KEEP_DB`, a random start where it rose over :data:`AUTO_NOISE_DB`, silence where
-    the input bin is exactly silent (as in input mode), then one causal RTISI step on every bin that
-    moved. ``acc`` is the synthesis accumulator *before* this frame is added (the committed frames' sum
-    over its span), ``ws`` the synthesis window. Call it, then synthesise the frame, before the next
-    frame (the step reads what the previous frames left)."""
+def auto_start(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
+               mag: np.ndarray, out_row: np.ndarray) -> None:
+    """``auto``'s starting estimate of one frame into ``out_row``: the input phase where the magnitude stayed
+    within :data:`AUTO_KEEP_DB` (those bins are marked in ``st.known`` and never refined), a random start
+    where it rose over :data:`AUTO_NOISE_DB`, silence where the input bin is exactly silent (as in input
+    mode), the input phase elsewhere."""
     nb = spec_row.shape[0]
     keep, raise_ = st.consts[3], st.consts[4]
     shift_frame(st, target_log)  # the integrator's history follows, so a switch to pghi continues
@@ -314,7 +329,7 @@ def auto_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_l
         c = spec_row[k]
         a = math.sqrt(c.real * c.real + c.imag * c.imag)
         st.known[k] = 1 if abs(d) < keep else 0
-        if a <= 1e-20:  # silence in the input stays silent, as in input mode
+        if a <= 1e-20:
             out_row[k] = 0.0
         elif d > raise_:
             th = _TWO_PI * _uniform(st.rng)
@@ -322,20 +337,128 @@ def auto_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_l
         else:
             sc = mag[k] / a
             out_row[k] = np.complex64(complex(c.real * sc, c.imag * sc))
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine(w: np.ndarray, spec_work: np.ndarray, mag: np.ndarray, known: np.ndarray, row: np.ndarray) -> None:
+    """One RTISI projection: ``row``'s bins not ``known`` take the phase of ``rfft(w)`` at magnitude ``mag``."""
+    r2c(w, spec_work, _AXES, True, 1.0, 1)
+    for k in range(row.shape[0]):
+        if known[k] == 0:
+            z = spec_work[k]
+            a = math.sqrt(z.real * z.real + z.imag * z.imag)
+            if a > 1e-20:
+                sc = mag[k] / a
+                row[k] = np.complex64(complex(z.real * sc, z.imag * sc))
+
+
+@numba.njit(cache=True, nogil=True)
+def auto_refine(st: PghiState, acc: np.ndarray, ws: np.ndarray, mag: np.ndarray, out_row: np.ndarray) -> None:
+    """``auto``'s causal RTISI step on the frame :func:`auto_start` began: its moved bins take the phase of
+    what overlap-add will hold over the frame (``acc``, the committed frames' sum over its span, plus this
+    frame; the later frames' share made up by the window-sum ratio ``st.weight``). Then the frame is
+    :func:`auto_frame`'s output (also kept as the integrator's previous frame)."""
     if st.consts[5] > 0.0:
         w = st.work
         n = w.shape[0]
         c2r(out_row, w, _AXES, False, 1.0 / n, 1)
         for i in range(n):
             w[i] = (acc[i] + w[i] * ws[i]) * st.weight[i]
-        r2c(w, st.spec_work, _AXES, True, 1.0, 1)
-        for k in range(nb):
-            if st.known[k] == 0:
-                z = st.spec_work[k]
-                a = math.sqrt(z.real * z.real + z.imag * z.imag)
-                if a > 1e-20:
-                    sc = mag[k] / a
-                    out_row[k] = np.complex64(complex(z.real * sc, z.imag * sc))
-    for k in range(nb):
+        _refine(w, st.spec_work, mag, st.known, out_row)
+    for k in range(out_row.shape[0]):
         st.prev_spec[k] = out_row[k]
     st.flags[0] = 1
+
+
+@numba.njit(cache=True, nogil=True)
+def auto_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
+               mag: np.ndarray, acc: np.ndarray, ws: np.ndarray, out_row: np.ndarray) -> None:
+    """``auto`` mode, one frame, no look-ahead (see the module docstring): :func:`auto_start`, then
+    :func:`auto_refine`. ``acc`` is the synthesis accumulator *before* this frame is added, ``ws`` the
+    synthesis window. Call it, then synthesise the frame, before the next frame (the step reads what the
+    previous frames left)."""
+    auto_start(st, spec_row, target_log, in_log, mag, out_row)
+    auto_refine(st, acc, ws, mag, out_row)
+
+
+# ------------------------------------------------------------------------------------- look-ahead
+class HoldState(NamedTuple):
+    """One frame held back from synthesis (the ``lookahead`` engine setting), so ``auto`` can refine its
+    phase once more with the next frame in view (RTISI-LA; Zhu et al. 2007)."""
+
+    spec: np.ndarray      # (1, nb) complex64: the held frame
+    mag: np.ndarray       # (nb,) float32: its magnitude
+    known: np.ndarray     # (nb,) uint8: its bins never refined (all of them unless it was made in auto)
+    ratio: np.ndarray     # (1,) float64: its energy ratio for the level follower
+    new: np.ndarray       # (1, nb) complex64 work: the next frame, and its ratio
+    new_ratio: np.ndarray
+    t_new: np.ndarray     # (n_fft,) float32 work: the next frame's windowed signal
+    t_held: np.ndarray    # (n_fft,) float32 work
+    weight: np.ndarray    # (n_fft,) float32: the analysis weight with the next frame counted as committed
+
+
+def make_hold(cfg: StftConfig) -> HoldState:
+    """A fresh :class:`HoldState` for ``cfg`` (holding silence)."""
+    nb, n = cfg.n_bins, cfg.n_fft
+    weight = rtisi_weight(cfg, lookahead=1)
+    h = HoldState(np.zeros((1, nb), np.complex64), np.zeros(nb, np.float32), np.ones(nb, np.uint8),
+                  np.ones(1, np.float64), np.zeros((1, nb), np.complex64), np.ones(1, np.float64),
+                  np.zeros(n, np.float32), np.zeros(n, np.float32),
+                  np.zeros(n, np.float32) if weight is None else weight)
+    reset_hold(h)
+    return h
+
+
+def reset_hold(h: HoldState) -> None:
+    """Hold a silent frame that needs no refinement."""
+    h.spec[:] = 0.0
+    h.mag[:] = 0.0
+    h.known[:] = 1
+    h.ratio[:] = 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def lookahead_refine(st: PghiState, h: HoldState, acc: np.ndarray, ws: np.ndarray, new_row: np.ndarray) -> None:
+    """RTISI-LA step on the held frame, with the next frame's estimate (``new_row``) in view: its moved
+    bins take the phase of what overlap-add will hold over its span, the committed frames (``acc``) plus
+    the held frame plus the next one, the later frames' share made up by the window-sum ratio."""
+    if st.consts[5] <= 0.0:
+        return
+    any_moved = False
+    for k in range(h.known.shape[0]):
+        if h.known[k] == 0:
+            any_moved = True
+            break
+    if not any_moved:
+        return
+    n = h.t_new.shape[0]
+    hop = int(st.consts[1])
+    held = h.spec[0]
+    c2r(held, h.t_held, _AXES, False, 1.0 / n, 1)
+    c2r(new_row, h.t_new, _AXES, False, 1.0 / n, 1)
+    w = st.work
+    for i in range(n):
+        v = acc[i] + h.t_held[i] * ws[i]
+        if i >= hop:
+            v += h.t_new[i - hop] * ws[i - hop]
+        w[i] = v * h.weight[i]
+    _refine(w, st.spec_work, h.mag, h.known, held)
+
+
+@numba.njit(cache=True, nogil=True)
+def hold_release(h: HoldState, out_row: np.ndarray, ratio_out: np.ndarray, f: int) -> None:
+    """The held frame goes to synthesis: into ``out_row``, its energy ratio into ``ratio_out[f]``."""
+    ratio_out[f] = h.ratio[0]
+    for k in range(out_row.shape[0]):
+        out_row[k] = h.spec[0, k]
+
+
+@numba.njit(cache=True, nogil=True)
+def hold_keep(h: HoldState, mag: np.ndarray, known: np.ndarray, auto: bool) -> None:
+    """Hold the next frame (``h.new``, its ratio in ``h.new_ratio``) with its magnitude, and ``known`` when
+    it was made in auto (only then is it refined before its release)."""
+    h.ratio[0] = h.new_ratio[0]
+    for k in range(mag.shape[0]):
+        h.spec[0, k] = h.new[0, k]
+        h.mag[k] = mag[k]
+        h.known[k] = known[k] if auto else 1

@@ -16,7 +16,20 @@ from realtime import jitcache  # noqa: F401 - stamps this module's cached kernel
 from realtime.dsp.features import _EPS32, _exp32, _finite32, apply_features_into, log_magnitude_into
 from realtime.dsp.level import follow, frame_ratio, ratio_samples
 from realtime.dsp.noise import ar1_frames
-from realtime.dsp.phase import MODE_AUTO, MODE_INPUT, PghiState, auto_frame, phase_frame, track_input
+from realtime.dsp.phase import (
+    MODE_AUTO,
+    MODE_INPUT,
+    HoldState,
+    PghiState,
+    auto_frame,
+    auto_refine,
+    auto_start,
+    hold_keep,
+    hold_release,
+    lookahead_refine,
+    phase_frame,
+    track_input,
+)
 from realtime.dsp.ringbuffer import rb_read, rb_write
 from realtime.dsp.stft import StftBuffers, analyze_kernel, synth_frame, synthesize_kernel
 from realtime.engine import stats as _S
@@ -213,6 +226,7 @@ class PostState(NamedTuple):
     ratio_chunk: np.ndarray
     ratio_block: np.ndarray
     pghi: PghiState
+    hold: HoldState         # the frame held back from synthesis when consts[3] (look-ahead) is 1
     level_coefs: np.ndarray
     follow_state: np.ndarray  # level.follow's [wet energy, reference energy, gain, ratio]
     wet_full: np.ndarray    # work: the synthesised wet block (before the level follower)
@@ -222,7 +236,7 @@ class PostState(NamedTuple):
     stats: np.ndarray
     spec_in: np.ndarray     # stats: last frame's input / output features (panel spectrum)
     spec_out: np.ndarray
-    consts: np.ndarray      # [knob smoothing per sample, limiter ceiling, limiter release]
+    consts: np.ndarray      # [knob smoothing per sample, limiter ceiling, limiter release, look-ahead frames]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -276,6 +290,37 @@ def new_log_magnitude(in_feat, out_feat, w, use_model, target):
 
 
 @numba.njit(cache=True, nogil=True)
+def _held_frames(nf, feat_out, use_model, phase_mode, ps):
+    """:func:`post_block`'s frames with one frame of look-ahead: each new frame is made in its phase mode,
+    the held one (refined once more with the new one in view, in auto) goes to synthesis into
+    ``out_spec[f]`` (its energy ratio into ``ratio[f]``), and the new one is held in its place."""
+    sb, h, feat_in = ps.stft, ps.hold, ps.feat_in
+    new = h.new[0]
+    auto = phase_mode == MODE_AUTO
+    for f in range(nf):
+        w = np.float32(ps.frame_wet[f])
+        new_magnitude(sb.spec[f], feat_in[f], feat_out[f], w, use_model, ps.target, ps.mag)
+        if phase_mode == MODE_INPUT:
+            if use_model:
+                apply_features_into(sb.spec[f:f + 1], feat_in[f:f + 1], feat_out[f:f + 1], ps.frame_wet[f:f + 1],
+                                    h.new)
+            else:
+                h.new[0, :] = sb.spec[f]
+            track_input(ps.pghi, sb.spec[f], ps.target)
+        elif auto:
+            auto_start(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, new)
+            lookahead_refine(ps.pghi, h, sb.acc, sb.ws, new)
+        else:
+            phase_frame(ps.pghi, sb.spec[f], ps.target, feat_in[f], ps.mag, phase_mode, new)
+        frame_ratio(feat_in[f:f + 1], h.new, h.new_ratio)
+        hold_release(h, sb.out_spec[f], ps.ratio, f)
+        synth_frame(sb.out_spec[f], sb.ws, sb.tmp, sb.acc, sb.out_buf, sb.out_state, sb.hop)
+        if auto:  # the causal step, now that the frame before it is committed
+            auto_refine(ps.pghi, sb.acc, sb.ws, ps.mag, new)
+        hold_keep(h, ps.mag, ps.pghi.known, auto)
+
+
+@numba.njit(cache=True, nogil=True)
 def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level, ps):
     """New magnitudes, their phase (``phase_mode``: input / pghi / auto), overlap-add synthesis, the level
     follower (``level`` 0..1), mix, output gain, limiter, statistics.
@@ -288,8 +333,11 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
     sb = ps.stft
     feat_in = ps.feat_in
     st = ps.stats
+    held = ps.consts[3] > 0.0
     if nf:
-        if phase_mode == MODE_INPUT:
+        if held:
+            _held_frames(nf, feat_out, use_model, phase_mode, ps)
+        elif phase_mode == MODE_INPUT:
             if use_model:
                 apply_features_into(sb.spec[:nf], feat_in[:nf], feat_out[:nf], ps.frame_wet[:nf], sb.out_spec[:nf])
             else:
@@ -314,8 +362,9 @@ def post_block(nf, feat_out, use_model, x_out, mix, out_gain, phase_mode, level,
         for b in range(nb):
             ps.spec_in[b] = feat_in[nf - 1, b]
             ps.spec_out[b] = feat_out[nf - 1, b] if use_model else feat_in[nf - 1, b]
-        frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
-    synthesize_kernel(sb.out_spec, 0 if phase_mode == MODE_AUTO else nf, sb.ws, sb.tmp, sb.acc, sb.out_buf,
+        if not held:
+            frame_ratio(feat_in[:nf], sb.out_spec[:nf], ps.ratio[:nf])
+    synthesize_kernel(sb.out_spec, 0 if (held or phase_mode == MODE_AUTO) else nf, sb.ws, sb.tmp, sb.acc, sb.out_buf,
                       sb.out_state, wet, sb.hop)
     followed = ps.followed[:n]
     rblock = ps.ratio_block[:n]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.config import StftConfig
+from realtime.config import LOOKAHEADS, StftConfig
 from realtime.dsp import level, phase
 from realtime.dsp.declick import Declick
 from realtime.dsp.dehum import Dehum
@@ -135,6 +135,10 @@ class Engine:
         ``None`` accepts any block size at latency ``synthesis_len - 1``.
     window : str, optional
         Override the STFT window mode (``"low_latency"``); defaults to the first model's.
+    lookahead : int
+        Frames of phase look-ahead, 0 or 1, fixed for the engine's life: 1 holds each frame back one hop
+        (adding ``hop`` samples, 2.67 ms at 48 kHz / hop 128, to the latency in every phase mode), so the
+        ``auto`` phase refines it once more with the next frame in view (RTISI-LA).
     seed : int
         Seed of every slot's noise generator (slot k uses ``seed + k``).
     params, stats : Params, Stats, optional
@@ -144,11 +148,14 @@ class Engine:
     """
 
     def __init__(self, models: Sequence[str | Path | EffectModel], *, block_size: int | None = 128,
-                 window: str | None = None, seed: int = 0, params: P.Params | None = None,
+                 window: str | None = None, lookahead: int = 0, seed: int = 0, params: P.Params | None = None,
                  stats: S.Stats | None = None, deadline_share: float = 0.9, max_block: int = 8192,
                  ceiling_db: float = -1.0) -> None:
         if not models:
             raise ValueError("the engine needs at least one model")
+        if lookahead not in LOOKAHEADS:
+            raise ValueError(f"lookahead must be one of {', '.join(map(str, LOOKAHEADS))} frames, not {lookahead!r}")
+        self.lookahead = int(lookahead)
         first = _as_model(models[0], None, 1)
         self.cfg = first.info.stft_config(window)
         self.stft = StreamingStft(self.cfg, max_block=max_block, block_size=block_size)
@@ -199,6 +206,7 @@ class Engine:
         # The kernels' structured state, built once (named arrays: blockdsp.PreState / PostState).
         sb, st = self.stft.buffers, self.stats
         self._pghi = phase.make_state(self.cfg)
+        self._hold = phase.make_hold(self.cfg)
         self._level_coefs = level.coefs(self.frame_rate, sr)
         self._follow = level.follow_state(0.0)
         self._ratio_fifo = RingBuffer(self.stft.output_prefill + max_block + self.cfg.hop)
@@ -209,10 +217,10 @@ class Engine:
                                         np.zeros(nb, np.float32), np.zeros(nb, np.complex64), np.ones(nf, np.float64),
                                         self._ratio_fifo.buf, self._ratio_fifo.state,
                                         np.zeros(self.cfg.hop, np.float32), np.ones(max_block, np.float32),
-                                        self._pghi, self._level_coefs, self._follow, self._wet,
+                                        self._pghi, self._hold, self._level_coefs, self._follow, self._wet,
                                         np.zeros(max_block, np.float32), self._dry,
                                         self._out_state, st.scalars, st.spec_in, st.spec_out,
-                                        np.array([self.k_sample, self.ceiling, self.release]))
+                                        np.array([self.k_sample, self.ceiling, self.release, self.lookahead]))
         self.last_error = ""
         self.last_frames = 0
         self.warmed = False
@@ -237,8 +245,9 @@ class Engine:
 
     @property
     def latency_samples(self) -> int:
-        """Algorithmic latency: STFT latency plus the models' own declared delays."""
-        return self.stft.latency_samples + sum(s.model.info.added_delay_samples for s in self.slots)
+        """Algorithmic latency: STFT latency, the phase look-ahead, and the models' own declared delays."""
+        return (self.stft.latency_samples + self.lookahead * self.cfg.hop
+                + sum(s.model.info.added_delay_samples for s in self.slots))
 
     @property
     def latency_ms(self) -> float:
@@ -254,6 +263,7 @@ class Engine:
         self._out_state[:] = (0.0 if v[P.I_BYPASS] >= 0.5 else v[P.I_MIX], 10.0 ** (v[P.I_OUT_GAIN] / 20.0), 0.0)
         self._gate[0] = 0.0
         phase.reset(self._pghi)
+        phase.reset_hold(self._hold)
         self._follow[:] = level.follow_state(self._follow_strength())
         self._dehum.reset()
         self._declick.reset()

@@ -194,6 +194,10 @@ class Params:
             raise ParamError(f"slot {slot} out of range 0..{MAX_SLOTS - 1}")
         if isinstance(value, bool):
             value = float(value)
+        if isinstance(value, str) and name in CHOICES:  # a choice knob also takes its names (phase="auto")
+            if value not in CHOICES[name]:
+                raise ParamError(f"knob {name!r} = {value!r}: use one of {', '.join(CHOICES[name])}")
+            value = float(CHOICES[name].index(value))
         if not isinstance(value, (int, float, np.floating, np.integer)):
             raise ParamError(f"knob {name!r} needs a number, got {type(value).__name__}")
         try:

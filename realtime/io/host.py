@@ -40,13 +40,14 @@ class _Runner:
         self._named = False
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0, preload: list[str] | None = None) -> dict:
+              seed: int = 0, preload: list[str] | None = None, lookahead: int = 0) -> dict:
         from realtime.engine.engine import Engine
         from realtime.io.audio import LiveStream
         from realtime.paths import resolve_model
 
+        # validates every model before touching the stream
         engine = Engine([resolve_model(m) for m in models], block_size=block_size, window=window, seed=seed,
-                        params=self.params, stats=self.stats)  # validates every model before touching the stream
+                        params=self.params, stats=self.stats, lookahead=lookahead)
         engine.preload([resolve_model(m) for m in preload or ()])  # before the stream: no GIL contention
         if not self._named and self.live is None:  # PortAudio reads the JACK client name when it initialises
             from realtime.io.audio import set_jack_client_name
@@ -72,7 +73,8 @@ class _Runner:
         _restore(kept)
         self.live = live
         self.config = {"models": [str(resolve_model(m)) for m in models], "input": input, "output": output,
-                       "block_size": block_size, "window": window, "seed": seed, "preload": list(preload or ())}
+                       "block_size": block_size, "window": window, "seed": seed, "preload": list(preload or ()),
+                       "lookahead": lookahead}
         return self.describe()
 
     def stop(self) -> None:
@@ -98,7 +100,7 @@ class _Runner:
         rescan()
         c = self.config
         return self.start(c["models"], c["input"], c["output"], c["block_size"], c["window"], c["seed"],
-                          c["preload"])
+                          c["preload"], c["lookahead"])
 
     def memory(self) -> dict:
         """This process's resident memory in MiB, as is and after handing freed heap pages back to the OS.
@@ -126,7 +128,8 @@ class _Runner:
         e = live.engine
         return {"running": live.active, "models": list(self.config["models"]),
                 "latency_samples": e.latency_samples, "latency_ms": e.latency_ms, "sample_rate": e.cfg.sample_rate,
-                "block_size": e.block_size, "window": e.cfg.window, "last_error": e.last_error,
+                "block_size": e.block_size, "window": e.cfg.window, "lookahead": e.lookahead,
+                "last_error": e.last_error,
                 "latent_dim": e.slots[0].model.latent_dim, "n_bins": e.cfg.n_bins}
 
 
@@ -146,8 +149,8 @@ class LocalHost:
         self._runner = _Runner(self.params, self.stats, client_name)
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0, preload: list[str] | None = None) -> dict:
-        return self._runner.start(models, input, output, block_size, window, seed, preload)
+              seed: int = 0, preload: list[str] | None = None, lookahead: int = 0) -> dict:
+        return self._runner.start(models, input, output, block_size, window, seed, preload, lookahead)
 
     def stop(self) -> None:
         self._runner.stop()
@@ -275,8 +278,9 @@ class ProcessHost:
         return value
 
     def start(self, models: list[str], input=None, output=None, block_size: int = LIVE_BLOCK, window=None,
-              seed: int = 0, preload: list[str] | None = None) -> dict:
-        config = ([str(m) for m in models], input, output, block_size, window, seed, [str(m) for m in preload or ()])
+              seed: int = 0, preload: list[str] | None = None, lookahead: int = 0) -> dict:
+        config = ([str(m) for m in models], input, output, block_size, window, seed, [str(m) for m in preload or ()],
+                  lookahead)
         info = self._call("start", *config)
         self._config = config
         return info

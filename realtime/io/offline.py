@@ -240,7 +240,8 @@ def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path],
                  amount: float | Sequence[float] | None = 0.3,
                  noise_rate: float = 2.0, mix: float = 1.0, seed: int = 0, block_size: int = OFFLINE_BLOCK,
                  window: str | None = None, align: bool = False, params: Params | None = None,
-                 show_progress: bool = True, rate: int | None = None, subtype: str | None = None) -> dict:
+                 show_progress: bool = True, rate: int | None = None, subtype: str | None = None,
+                 lookahead: int = 0) -> dict:
     """Process an audio file with a model chain and write the result (each channel its own engine).
 
     The output keeps the input's sample rate, channels and sample format unless ``rate``/``subtype`` say
@@ -284,7 +285,7 @@ def process_file(inp: str | Path, out: str | Path, models: Sequence[str | Path],
         # channels run in parallel threads: numba kernels and onnxruntime release the GIL.
         model = first if ch == 0 else EffectModel(first.path)
         engine = Engine([model, *models[1:]], block_size=block_size, window=window, seed=seed, params=params,
-                        deadline_share=math.inf)
+                        deadline_share=math.inf, lookahead=lookahead)
         lat = engine.latency_samples
         x = data[:, ch]
         if align:
