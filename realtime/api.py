@@ -61,6 +61,16 @@ def _check_rate(sample_rate: Any) -> int:
     return int(sample_rate)
 
 
+def _model_defaults(model) -> dict[str, float]:
+    """The controls a model starts at where they depend on it, as in ``audio-diffusion process``: its
+    amount (a denoiser at full strength) and its kind's defaults (restoration: level and smoothing off)."""
+    from realtime.io.offline import default_amount
+
+    out = {name: P.kind_default(name, model.info.kind) for name in P.KIND_KNOBS}
+    out["amount"] = default_amount(model)
+    return out
+
+
 class _Knobs:
     """Knob values as attributes, validated against the one parameter table (``realtime.engine.params``)."""
 
@@ -267,6 +277,8 @@ class Effect(_Processor):
     **controls
         Any control of the panel, by its table name (``amount``, ``noise_rate``, ``freeze``, ``mix``, ``gate``,
         ...; ``audio-diffusion controls`` lists them). Each is also an attribute: ``fx.amount = 0.7``.
+        Controls not given start where ``audio-diffusion process`` starts them: the model's own amount (a
+        denoiser at full strength) and its kind's defaults (a restoration model: ``level`` and ``smooth`` 0).
     """
 
     _names = P.SLOT_NAMES + P.GLOBAL_NAMES
@@ -283,6 +295,7 @@ class Effect(_Processor):
             raise ModelError(f"model not found: {model}; use 'default', 'denoise' or the path of an .onnx file")
         object.__setattr__(self, "_path", path)
         object.__setattr__(self, "_model", EffectModel(path))  # validates now: a bad file fails here, once
+        controls = {**_model_defaults(self._model), **controls}
         super().__init__([self], seed=seed, block_size=block_size, window=window, lookahead=lookahead,
                          controls=controls)
 

@@ -40,6 +40,21 @@ def test_one_shot_equals_process_cli_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(y, sf.read(tmp_path / "out.wav", dtype="float32")[0])
 
 
+def test_a_denoiser_starts_where_process_starts_it(tmp_path):
+    """No controls given: the denoiser at its own amount with level and smoothing off, as ``process``."""
+    fx = Effect("denoise")
+    assert (fx.level, fx.smooth) == (0.0, 0.0)
+    x = signal(seed=3) + (0.05 * np.random.default_rng(4).standard_normal(int(1.5 * SR))).astype(np.float32)
+    y = fx(x, SR)
+    sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
+    r = subprocess.run([sys.executable, "-m", "realtime.cli", "process", str(tmp_path / "in.wav"),
+                        str(tmp_path / "out.wav"), "--model", "denoise", "--align", "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(y, sf.read(tmp_path / "out.wav", dtype="float32")[0])
+    assert Effect("default").level == 1.0 and Effect("denoise", level=0.5).level == 0.5
+
+
 def test_chunked_stream_equals_one_call_and_the_aligned_result():
     x = signal()
     fx = Effect("default", amount=0.5, seed=2)
