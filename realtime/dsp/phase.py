@@ -5,7 +5,7 @@ spectrogram inversion using phase gradient heap integration" (DAFx 2016). For a 
 the phase gradient follows from the log-magnitude: the phase's time derivative (instantaneous
 frequency) from its frequency derivative, the phase's frequency derivative (group delay) from its time
 derivative. Each frame's phase is integrated from the previous frame's output phase (along time) and
-from already-placed bins of the same frame (along frequency), strongest coefficients first (a max-heap),
+from already-placed bins of the same frame (along frequency), strongest coefficients first (a bucket queue),
 so the phase fits the magnitude the model asked for instead of the input's.
 
 This is the *causal* variant: the group delay uses a backward difference over the current and two
@@ -28,6 +28,9 @@ seeded random phase; then every bin that moved gets one causal RTISI step (Zhu, 
 frame, the frames already committed plus this one, the later frames' share made up by the window-sum
 ratio. Measured on the shipped default (held-out speech, chords, pad, sweep, instruments; STFT
 consistency against input phase): -25 % at amount 0.5, -34 % at 0.75, -46 % at 1, no latency added.
+With the engine's one frame of look-ahead (``lookahead=1``, one hop more latency in every mode) each frame
+is held back and refined once more with the next frame in view (RTISI-LA, :func:`lookahead_refine`):
+-36 % at 0.5, -47 % at 0.75, -59 % at 1.
 Plain RTPGHI does worse than the input phase here (2.8 dB on the true magnitudes, amount 0): with
 a sine window at redundancy 4, the phase-gradient estimate is coarse, while the model edits only the
 spectral envelope, so the input phase already fits most bins.
@@ -78,8 +81,9 @@ class PghiState(NamedTuple):
     fgrad: np.ndarray      # (nb,) float64: frequency gradient of frame n
     phase: np.ndarray      # (2, nb) float64: output phase of frames n-1, n
     done: np.ndarray       # (nb,) uint8
-    heap_key: np.ndarray   # (2 nb,) float64
-    heap_id: np.ndarray    # (2 nb,) int64: bin (previous frame) or nb + bin (current frame)
+    queue_head: np.ndarray  # (QUEUE_BUCKETS,) int64: each bucket's newest entry (-1: empty)
+    queue_next: np.ndarray  # (2 nb,) int64: the entry below it in its bucket
+    queue_id: np.ndarray    # (2 nb,) int64: bin (previous frame) or nb + bin (current frame)
     known: np.ndarray      # (nb,) uint8: auto's bins that keep the input phase
     prev_spec: np.ndarray  # (nb,) complex64: the previous frame, when it was played with the input phase
     flags: np.ndarray      # (1,) int64: 1 when phase[0] must be taken from prev_spec (after input mode)
@@ -119,7 +123,8 @@ def make_state(cfg: StftConfig) -> PghiState:
     weight = rtisi_weight(cfg)
     nats = math.log(10.0) / 20.0
     st = PghiState(np.zeros((3, nb)), np.zeros((2, nb)), np.zeros(nb), np.zeros((2, nb)), np.zeros(nb, np.uint8),
-                   np.zeros(2 * nb), np.zeros(2 * nb, np.int64), np.zeros(nb, np.uint8),
+                   np.full(QUEUE_BUCKETS, -1, np.int64), np.zeros(2 * nb, np.int64), np.zeros(2 * nb, np.int64),
+                   np.zeros(nb, np.uint8),
                    np.zeros(nb, np.complex64), np.zeros(1, np.int64),
                    np.array([cg * cfg.n_fft ** 2, cfg.hop, cfg.n_fft, AUTO_KEEP_DB * nats, AUTO_NOISE_DB * nats,
                              0.0 if weight is None else 1.0]),
@@ -141,51 +146,27 @@ def reset(st: PghiState) -> None:
     st.rng[:] = st.rng0
 
 
-# ------------------------------------------------------------------------------------- max-heap
-# A binary max-heap over (key, id) in two arrays. Entries move into a hole instead of being swapped, and the
-# integrator replaces the top it just read with the bin it places next (one sift-down instead of a pop and
-# a push): together that halves integrate_frame's cost (22 -> 11 us a frame, 257 bins).
-@numba.njit(cache=True, nogil=True, inline="always")
-def _push(key: np.ndarray, ids: np.ndarray, n: int, k: float, i: int) -> int:
-    j = n
-    while j > 0:
-        p = (j - 1) >> 1
-        if key[p] >= k:
-            break
-        key[j] = key[p]
-        ids[j] = ids[p]
-        j = p
-    key[j] = k
-    ids[j] = i
-    return n + 1
+# ------------------------------------------------------------------------------------- bucket queue
+# RTPGHI visits bins strongest first. An exact max-heap costs ~9 sift levels per visit (15 us a frame for
+# 257 bins); a bucket queue over the log-magnitude (LIFO within a bucket) costs O(1) per visit (6 us).
+# Bins within a bucket are visited in either order. Measured on the held-out listener set (pghi, STFT
+# consistency at amount 0.5 / 1): exact heap 2.949 / 3.122 dB, 72 buckets 2.969 / 3.118, 256: 2.946 / 3.112.
+#: Buckets over the tolerance range (-100 dB .. the frame's top): 0.39 dB each.
+QUEUE_BUCKETS = 256
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _sift_down(key: np.ndarray, ids: np.ndarray, n: int, k: float, i: int, j: int = 0) -> None:
-    """Put ``(k, i)`` at position ``j`` of the ``n``-entry heap (replacing what is there: the top by
-    default) and restore the order below it."""
-    while True:
-        c = 2 * j + 1
-        if c >= n:
-            break
-        if c + 1 < n and key[c + 1] > key[c]:
-            c += 1
-        if k >= key[c]:
-            break
-        key[j] = key[c]
-        ids[j] = ids[c]
-        j = c
-    key[j] = k
-    ids[j] = i
+def _q_push(head: np.ndarray, nxt: np.ndarray, ids: np.ndarray, slot: int, b: int, i: int) -> int:
+    ids[slot] = i
+    nxt[slot] = head[b]
+    head[b] = slot
+    return slot + 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _pop(key: np.ndarray, ids: np.ndarray, n: int) -> int:
-    """Remove the top (the caller read ``ids[0]`` first); returns the new size."""
-    n -= 1
-    if n > 0:
-        _sift_down(key, ids, n, key[n], ids[n])
-    return n
+def _q_bucket(key: float, tol: float, scale: float) -> int:
+    b = int((key - tol) * scale)
+    return 0 if b < 0 else (QUEUE_BUCKETS - 1 if b >= QUEUE_BUCKETS else b)
 
 
 # ------------------------------------------------------------------------------------- the frame
@@ -226,8 +207,9 @@ def integrate_frame(st: PghiState, spec_row: np.ndarray) -> None:
         if slog[2, k] > top:
             top = slog[2, k]
     tol = top + LOG_TOL
-    key, ids, done = st.heap_key, st.heap_id, st.done
-    n = 0
+    head, nxt, ids, done = st.queue_head, st.queue_next, st.queue_id, st.done
+    scale = QUEUE_BUCKETS / -LOG_TOL
+    head[:] = -1
     for k in range(nb):
         if slog[2, k] <= tol:
             done[k] = 1
@@ -235,39 +217,42 @@ def integrate_frame(st: PghiState, spec_row: np.ndarray) -> None:
             ph[1, k] = math.atan2(c.imag, c.real)
         else:
             done[k] = 0
-    for k in range(nb):  # the previous frame is known: all its bins in, then one heapify (Floyd)
+    slot = 0
+    cur = 0  # the highest bucket that may hold entries
+    for k in range(nb):  # the previous frame is known
         if done[k] == 0:
-            key[n] = slog[1, k]
-            ids[n] = k
-            n += 1
-    for j in range((n >> 1) - 1, -1, -1):
-        _sift_down(key, ids, n, key[j], ids[j], j)
-    while n > 0:
-        i = ids[0]
-        placed = 0  # bins placed from this entry: the first replaces the top, a second is pushed
+            b = _q_bucket(slog[1, k], tol, scale)
+            slot = _q_push(head, nxt, ids, slot, b, k)
+            cur = max(cur, b)
+    while True:
+        while cur >= 0 and head[cur] < 0:
+            cur -= 1
+        if cur < 0:
+            break
+        e = head[cur]
+        head[cur] = nxt[e]
+        i = ids[e]
         if i < nb:  # previous frame, bin i -> the same bin now, along time (trapezoid)
             if done[i] == 0:
                 ph[1, i] = ph[0, i] + 0.5 * (tg[0, i] + tg[1, i])
                 done[i] = 1
-                _sift_down(key, ids, n, slog[2, i], nb + i)
-                placed = 1
+                b = _q_bucket(slog[2, i], tol, scale)
+                slot = _q_push(head, nxt, ids, slot, b, nb + i)
+                cur = max(cur, b)
         else:  # current frame, bin k -> its neighbours, along frequency (pi per bin: the frame centre)
             k = i - nb
             if k + 1 < nb and done[k + 1] == 0:
                 ph[1, k + 1] = ph[1, k] + 0.5 * (fg[k] + fg[k + 1]) - math.pi
                 done[k + 1] = 1
-                _sift_down(key, ids, n, slog[2, k + 1], nb + k + 1)
-                placed = 1
+                b = _q_bucket(slog[2, k + 1], tol, scale)
+                slot = _q_push(head, nxt, ids, slot, b, nb + k + 1)
+                cur = max(cur, b)
             if k >= 1 and done[k - 1] == 0:
                 ph[1, k - 1] = ph[1, k] - 0.5 * (fg[k] + fg[k - 1]) + math.pi
                 done[k - 1] = 1
-                if placed:
-                    n = _push(key, ids, n, slog[2, k - 1], nb + k - 1)
-                else:
-                    _sift_down(key, ids, n, slog[2, k - 1], nb + k - 1)
-                placed = 1
-        if placed == 0:
-            n = _pop(key, ids, n)
+                b = _q_bucket(slog[2, k - 1], tol, scale)
+                slot = _q_push(head, nxt, ids, slot, b, nb + k - 1)
+                cur = max(cur, b)
     for k in range(nb):  # keep it bounded (float64 phase would lose precision after hours)
         p = ph[1, k]
         ph[1, k] = p - _TWO_PI * math.floor(p / _TWO_PI)
