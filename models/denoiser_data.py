@@ -52,10 +52,11 @@ def music_clips(seconds: float, seed: int, sr: int) -> list[np.ndarray]:
 
 
 def assemble(pieces: Sequence[np.ndarray], n: int, sr: int, rng: np.random.Generator,
-             gap_s: tuple[float, float] = (0.05, 0.8)) -> np.ndarray:
-    """``n`` samples of random ``pieces`` one after another with random gaps (pauses the model must hear)."""
+             gap_s: tuple[float, float] = (0.05, 0.8), start: bool = False) -> np.ndarray:
+    """``n`` samples of random ``pieces`` one after another with random gaps (pauses the model must hear);
+    with ``start`` the first piece begins at the first sample."""
     out = np.zeros(n)
-    pos = int(sr * rng.uniform(0.0, gap_s[1]))
+    pos = 0 if start else int(sr * rng.uniform(0.0, gap_s[1]))
     while pos < n:
         p = pieces[int(rng.integers(len(pieces)))]
         p = p * 10 ** (rng.uniform(-8.0, 0.0) / 20) / (np.sqrt(np.mean(p ** 2)) + 1e-12)
@@ -68,11 +69,13 @@ def assemble(pieces: Sequence[np.ndarray], n: int, sr: int, rng: np.random.Gener
 def make_sequences(count: int, seconds: float, seed: int, sr: int, *, speech: Sequence[np.ndarray],
                    music: Sequence[np.ndarray], talkers: Sequence[np.ndarray], families: Sequence[str],
                    noise_pool: Sequence[np.ndarray] = (), music_share: float = 0.15,
-                   reverb_share: float = 0.4) -> list[Sequence_]:
+                   reverb_share: float = 0.4, start_share: float = 0.0) -> list[Sequence_]:
     """``count`` sequences of clean material over a noise bed (one family, sometimes a second one mixed in).
 
     The clean part is speech (reverberated with probability ``reverb_share``) or, with probability
-    ``music_share``, music. A third of the beds come from ``noise_pool`` (real recordings) when given.
+    ``music_share``, music; with probability ``start_share`` it begins at the first sample (most beds do:
+    without such sequences, whatever sounds from the very start is noise to the model, and a recording that
+    opens on a held note loses it). A third of the beds come from ``noise_pool`` (real recordings) when given.
     """
     n = int(seconds * sr)
     fams = [f for f in families if f not in N.NEEDS_SPEECH or talkers]
@@ -80,7 +83,8 @@ def make_sequences(count: int, seconds: float, seed: int, sr: int, *, speech: Se
     for child in np.random.SeedSequence([seed, 12]).spawn(count):
         rng = np.random.default_rng(child)
         is_music = not speech or (music and rng.random() < music_share)
-        clean = assemble(music if is_music else speech, n, sr, rng, (0.0, 0.3) if is_music else (0.05, 0.8))
+        start = start_share > 0.0 and rng.random() < start_share
+        clean = assemble(music if is_music else speech, n, sr, rng, (0.0, 0.3) if is_music else (0.05, 0.8), start)
         if not is_music and rng.random() < reverb_share:
             clean = N.reverberate(clean, sr, rng)
         if noise_pool and rng.random() < 1 / 3:

@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clean-share", type=float, default=CLEAN_SHARE, help="share of clean-only batch items")
     p.add_argument("--noise-share", type=float, default=NOISE_SHARE, help="share of noise-only batch items")
     p.add_argument("--music-share", type=float, default=0.15, help="share of sequences whose clean part is music")
+    p.add_argument("--start-share", type=float, default=0.0,
+                   help="share of sequences whose clean part starts at the first sample (as a recording can)")
     p.add_argument("--protect", type=float, default=0.0,
                    help="extra weight of target loss (output below the clean magnitude) over residual noise")
     p.add_argument("--cache", default=None, help="save the rendered data here, or load it if the file exists")
@@ -139,10 +141,11 @@ def build_data(args, cfg: StftConfig, log=print):
     log(f"data: {len(speech)} speech clips, {len(music)} music clips, {len(talkers)} babble talkers, "
         f"{len(pool)} noise files ({time.time() - t0:.0f} s)")
     train = make_sequences(args.sequences, args.seconds, args.seed, sr, speech=speech, music=music, talkers=talkers,
-                           families=TRAIN_FAMILIES, noise_pool=pool, music_share=args.music_share)
+                           families=TRAIN_FAMILIES, noise_pool=pool, music_share=args.music_share,
+                   start_share=args.start_share)
     val = make_sequences(max(16, args.sequences // 16), args.seconds, args.seed + 1000, sr, speech=speech,
                          music=music, talkers=talkers, families=TRAIN_FAMILIES, noise_pool=pool,
-                         music_share=args.music_share)
+                         music_share=args.music_share, start_share=args.start_share)
     log(f"data: {len(train)} training and {len(val)} validation sequences of {args.seconds:.0f} s "
         f"({time.time() - t0:.0f} s)")
     desc = (f"{len(train)} x {args.seconds:.0f} s sequences (seed {args.seed}): espeak-ng speech "

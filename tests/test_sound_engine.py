@@ -11,6 +11,7 @@ import pytest
 
 from models import quality as Q
 from realtime.engine.engine import Engine
+from realtime.io.offline import default_amount
 from realtime.paths import resolve_model as shipped_model
 
 SR = 48_000
@@ -106,10 +107,11 @@ def test_restoration_models_start_with_the_level_stage_off(default_model):
         y = Q.run_engine(denoise, noisy, knobs)["y"][SR // 2:]
         return 10 * np.log10(np.mean((y - clean[SR // 2:]) ** 2) / np.mean((noisy - clean)[SR // 2:] ** 2))
 
-    by_default = residual_db({"amount": 0.0})  # the shipped v1 denoiser's full strength
-    assert by_default == pytest.approx(residual_db({"amount": 0.0, "smooth": 0.0, "level": 0.0}), abs=1e-6)
+    full = default_amount(denoise)  # the shipped denoiser's full strength (1 for contract 2, 0 for contract 1)
+    by_default = residual_db({"amount": full})
+    assert by_default == pytest.approx(residual_db({"amount": full, "smooth": 0.0, "level": 0.0}), abs=1e-6)
     assert by_default < -12.0, by_default  # measured -18 dB
-    assert residual_db({"amount": 0.0, "smooth": 100.0}) > by_default + 10.0  # smoothed gains: measured +1 dB
+    assert residual_db({"amount": full, "smooth": 100.0}) > by_default + 10.0  # smoothed gains: measured +1 dB
 
 
 def test_level_off_and_input_phase_is_the_plain_engine(default_model, material):
