@@ -51,6 +51,8 @@ def _table(d) -> list[tuple[str, list[str], str]]:
         ("process-gate-zero", ["process", i, o, "--gate", "0"], "gate"),
         ("process-noise-rate-0", ["process", i, o, "--noise-rate", "0"], "noise_rate"),
         ("process-mix-slot", ["process", i, o, "--mix", "1=0.5"], "global"),
+        ("process-phase-name", ["process", i, o, "--phase", "autp"], "auto"),
+        ("process-lookahead", ["process", i, o, "--lookahead", "2"], "lookahead"),
         ("process-seed-word", ["process", i, o, "--seed", "x"], "seed"),
         ("process-rate-0", ["process", i, o, "--rate", "0"], "rate"),
         ("process-rate-huge", ["process", i, o, "--rate", "10000000"], "rate"),

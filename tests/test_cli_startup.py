@@ -43,6 +43,16 @@ def test_commands_import_only_what_they_use(argv, allowed):
     assert loaded <= allowed, (argv, loaded - allowed)
 
 
+def test_the_kernels_import_rocket_fft_without_scipy_fft():
+    """rocket-fft would import scipy.fft (0.2 s) for overloads the kernels never use; realtime.dsp.fft
+    blocks that for the moment of its import only, so scipy.fft still imports afterwards."""
+    code = ("import sys, realtime.engine.engine; assert 'rocket_fft' in sys.modules; "
+            "print('scipy.fft' in sys.modules); import scipy.fft; print(scipy.fft.rfft([1.0, 1.0])[0].real)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "2.0"], r.stdout
+
+
 @pytest.mark.slow
 def test_bench_startup_section_measures_whole_processes():
     from realtime.tools import bench

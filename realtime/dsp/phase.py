@@ -45,11 +45,11 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from rocket_fft import c2r, r2c
 
 from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import StftConfig
 from realtime.dsp.features import EPS
+from realtime.dsp.fft import c2r, r2c
 from realtime.dsp.noise import _uniform, seed_state
 from realtime.dsp.windows import make_windows
 
@@ -271,7 +271,8 @@ def track_input(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray) -> 
 @numba.njit(cache=True, nogil=True)
 def phase_frame(st: PghiState, spec_row: np.ndarray, target_log: np.ndarray, in_log: np.ndarray,
                 mag: np.ndarray, mode: int, out_row: np.ndarray) -> None:
-    """One frame: ``out_row = mag * exp(i phase)`` with the phase of ``mode`` (``MODE_*``).
+    """One frame: ``out_row = mag * exp(i phase)`` with the phase of ``mode``: ``MODE_INPUT``, or RTPGHI for
+    any other (``MODE_AUTO`` needs the synthesis accumulator: :func:`auto_frame`).
 
     ``spec_row`` is the input's complex frame, ``in_log``/``target_log`` its log-magnitude and the new one
     (natural log of the magnitude), ``mag`` the new magnitude. The state advances in every mode, so a

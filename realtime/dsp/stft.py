@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from rocket_fft import c2r, r2c
 
 from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import DEFAULT, StftConfig
+from realtime.dsp.fft import c2r, r2c
 from realtime.dsp.ringbuffer import (
     UNDERFLOWS,
     RingBuffer,

@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from rocket_fft import c2r, r2c
 
 from realtime import jitcache  # noqa: F401 - stamps this module's cached kernels (before they are decorated)
 from realtime.config import StftConfig
+from realtime.dsp.fft import c2r, r2c
 from realtime.dsp.stft import StreamingStft, warmup
 from realtime.dsp.windows import make_windows
 
