@@ -1,4 +1,4 @@
-"""Static int8 quantisation of a contract-v1 model (``audio-diffusion quantize``).
+"""Static int8 quantisation of a contract-v1 or v2 model (``audio-diffusion quantize``).
 
 Weights become int8 (per output channel, symmetric); the activations entering each Gemm/MatMul become
 uint8 with fixed scales calibrated once on real frames, and every Gemm/MatMul output stays float (the
@@ -8,7 +8,9 @@ into one ``QGemm`` (VNNI where the CPU has it).
 Why static, not dynamic: dynamic quantisation picks activation scales per call from the whole batch, so
 a frame's output would depend on the other frames in the block, which breaks contract v1 (the loader's
 probe rejects it) and the engine's offline = streaming guarantee. With fixed scales every frame is
-computed alone, in integer arithmetic, and the result is the same whatever the batch.
+computed alone, in integer arithmetic, and the result is the same whatever the batch. A stateful (v2)
+model is calibrated on each batch of frames as one sequence from its initial state, its optional inputs at
+their defaults.
 
 Measured on the shipped default model (551k parameters, 1 thread): 12.2 -> 6.5 us per frame at 32 frames
 per call, file 2.2 -> 0.6 MB, held-out LSD +0.004 dB (speech) and +0.016 dB (synthetic).
@@ -26,7 +28,7 @@ import numpy as np
 
 from export.onnx_export import set_metadata
 from realtime.config import StftConfig
-from realtime.engine.contract import INPUT_AMOUNT, INPUT_FEATURES, INPUT_NOISE, ModelError, parse_metadata
+from realtime.engine.contract import ModelError, parse_metadata
 from realtime.fileio import write_bytes
 
 #: Seed of the calibration audio: neither the training corpus (seed 0) nor the held-out set.
@@ -74,10 +76,11 @@ def calibration_frames(cfg: StftConfig, data: str = "synthetic", seconds: float 
 
 
 class _Reader:
-    """onnxruntime calibration reader: the frames with amounts (half at 0, half uniform) and noise."""
+    """onnxruntime calibration reader: the frames with amounts (half at 0, half uniform) and noise, plus
+    whatever else ``model`` (the float :class:`EffectModel`) feeds: its states and optional inputs."""
 
-    def __init__(self, feats: np.ndarray, latent_dim: int, seed: int, batch: int = 256) -> None:
-        self.feats, self.latent_dim, self.batch, self.i = feats, latent_dim, batch, 0
+    def __init__(self, feats: np.ndarray, model, seed: int, batch: int = 256) -> None:
+        self.feats, self.model, self.latent_dim, self.batch, self.i = feats, model, model.latent_dim, batch, 0
         self.rng = np.random.default_rng(seed)
 
     def get_next(self) -> dict | None:
@@ -87,11 +90,27 @@ class _Reader:
         self.i += self.batch
         n = len(f)
         amount = self.rng.uniform(0.0, 1.0, (n, 1)) * (self.rng.uniform(size=(n, 1)) < 0.5)
-        return {INPUT_FEATURES: f, INPUT_AMOUNT: amount.astype(np.float32),
-                INPUT_NOISE: self.rng.standard_normal((n, self.latent_dim)).astype(np.float32)}
+        return self.model.feeds(f, amount.astype(np.float32),
+                                self.rng.standard_normal((n, self.latent_dim)).astype(np.float32))
 
     def rewind(self) -> None:
         self.i = 0
+
+
+#: Largest mean |difference| of ``out_features`` (log units, ~4 dB) an int8 copy may have and still be written.
+MAX_MEAN_DIFF = 0.5
+#: Ops whose outputs a product must not see in uint8: their values span decades that matter in the log
+#: domain (band powers from Exp, gains from Sigmoid spread to bins: 1/255 steps turn -60 dB into silence).
+LOG_DOMAIN_SOURCES = ("Exp", "Sigmoid")
+
+
+def log_domain_products(proto) -> list[str]:
+    """Names of the Gemm/MatMul nodes fed by a :data:`LOG_DOMAIN_SOURCES` op: they stay float (measured on
+    the stateful denoiser: quantising its ERB pooling of band powers and its gain spreading moved the
+    output by 11 log units on average; the learned layers alone move it by a fraction of that)."""
+    made_by = {out: n.op_type for n in proto.graph.node for out in n.output}
+    return [n.name for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")
+            and made_by.get(n.input[0]) in LOG_DOMAIN_SOURCES]
 
 
 def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int = 0) -> dict:
@@ -100,7 +119,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
     Parameters
     ----------
     src, dst : path
-        Float contract-v1 model in; quantised model out (metadata copied, plus :data:`QUANT_KEY`).
+        Float contract-v1 or v2 model in; quantised model out (metadata copied, plus :data:`QUANT_KEY`).
     calib : float32 [frames, n_bins]
         Calibration frames (:func:`calibration_frames`).
     seed : int
@@ -114,7 +133,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
     Raises
     ------
     QuantizeError
-        One line, if the source is not a float contract-v1 model or the result fails to load.
+        One line, if the source is not a float contract model or the result fails to load.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -134,9 +153,10 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), _Reader(calib, float_model.latent_dim, seed),
+        quantize_static(str(pre), str(dst), _Reader(calib, float_model, seed),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Gemm", "MatMul"],
+                        nodes_to_exclude=log_domain_products(onnx.load(str(pre))),
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                        "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
@@ -152,11 +172,19 @@ def quantize_int8(src: str | Path, dst: str | Path, calib: np.ndarray, seed: int
         q_model = EffectModel(dst, max_frames=len(calib))  # the loader's probe: finite, frame-independent
     except ModelError as exc:
         raise QuantizeError(f"the quantised model fails the contract: {exc}") from None
-    zeros_a = np.zeros((len(calib), 1), np.float32)
+    from realtime.io.offline import default_amount
+
+    # compared where the model is used: a diffusion model's reconstruction, a denoiser at full strength
+    a = default_amount(float_model) if float_model.info.kind == "restoration" else 0.0
+    amount = np.full((len(calib), 1), a, np.float32)
     zeros_z = np.zeros((len(calib), float_model.latent_dim), np.float32)
-    ref, _ = float_model.run(calib, zeros_a, zeros_z)
-    got, _ = q_model.run(calib, zeros_a, zeros_z)
+    ref, _ = float_model.run(calib, amount, zeros_z)
+    got, _ = q_model.run(calib, amount, zeros_z)
     diff = np.abs(got - ref)
+    if diff.mean() > MAX_MEAN_DIFF:
+        dst.unlink()
+        raise QuantizeError(f"the int8 copy moves the output by {diff.mean():.2f} log units on average (more than "
+                            f"{MAX_MEAN_DIFF}); nothing was written: keep the float model")
     return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
             "float_mb": src.stat().st_size / 1e6, "int8_mb": dst.stat().st_size / 1e6}
 
@@ -183,7 +211,7 @@ def update_metrics(path: str | Path, seconds: float = 30.0) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """``audio-diffusion quantize MODEL.onnx --out MODEL-int8.onnx``: static int8 copy of a float model."""
     p = argparse.ArgumentParser(prog="audio-diffusion quantize", description=main.__doc__)
-    p.add_argument("model", help="float contract-v1 .onnx model")
+    p.add_argument("model", help="float contract-v1 or v2 .onnx model")
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--data", default="synthetic", help="calibration audio: 'synthetic' or a folder of audio files")
     p.add_argument("--frames", type=int, default=4096, help="calibration frames")

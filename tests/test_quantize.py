@@ -42,6 +42,23 @@ def test_restoration_models_calibrate_on_noisy_frames(calib):
     np.testing.assert_array_equal(noisy, again)  # seeded
 
 
+def test_stateful_denoiser_quantises_with_its_states_and_log_domain_products_float(tmp_path):
+    """Contract 2: calibration feeds the states; the ERB pooling of band powers (after Exp) and the gain
+    spreading (after Sigmoid) stay float (quantised, they moved the output by 11 log units)."""
+    pytest.importorskip("onnx")
+    import onnx
+
+    from export.quantize import log_domain_products
+    from tests.test_restore import untrained_denoiser
+
+    src = untrained_denoiser(tmp_path / "denoise-test.onnx")
+    assert set(log_domain_products(onnx.load(str(src)))) == {"/MatMul", "/MatMul_1"}
+    calib = calibration_frames(StftConfig(), seconds=2.0, frames=256, noisy=True)
+    report = quantize_int8(src, tmp_path / "q.onnx", calib)
+    assert EffectModel(tmp_path / "q.onnx").stateful
+    assert report["mean_abs_diff"] < 0.1, report
+
+
 def test_quantised_copy_loads_is_smaller_and_close(tp_model, calib, tmp_path):
     out = tmp_path / "q.onnx"
     report = quantize_int8(tp_model, out, calib)

@@ -8,8 +8,8 @@ from realtime.dsp.dehum import Dehum
 SR = 48_000
 
 
-@pytest.fixture(scope="module")
-def untrained_onnx(tmp_path_factory):
+def untrained_denoiser(path):
+    """An untrained stateful denoiser (1 x 32 GRU) exported as contract v2 at ``path``, gains made to vary."""
     torch = pytest.importorskip("torch")
     from export.denoiser_export import export_denoiser
     from models.denoiser import StatefulDenoiser
@@ -19,8 +19,12 @@ def untrained_onnx(tmp_path_factory):
     with torch.no_grad():  # make the gains vary (an untrained head is nearly constant)
         model.band_head.weight.mul_(20.0)
         model.band_head.bias.fill_(-1.0)
-    path = tmp_path_factory.mktemp("restore") / "denoise-test.onnx"
     return export_denoiser(model, path, training_data="untrained (test)", name="test denoiser")
+
+
+@pytest.fixture(scope="module")
+def untrained_onnx(tmp_path_factory):
+    return untrained_denoiser(tmp_path_factory.mktemp("restore") / "denoise-test.onnx")
 
 
 def _feats(frames=300, seed=0):

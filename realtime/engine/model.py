@@ -269,16 +269,24 @@ class EffectModel:
         state to start from by state name (absent: zeros; :attr:`state` is neither read nor changed).
         The new state comes back as ``"state_out_<name>"`` entries.
         """
-        n = features.shape[0]
-        feeds = {INPUT_FEATURES: features, INPUT_AMOUNT: amount, INPUT_NOISE: noise}
-        extra = extra or {}
-        for name in self.optional_inputs:
-            feeds[name] = extra[name] if name in extra else self.extra_in[name][:1].repeat(n, axis=0)
-        state = state or {}
-        for name, shape in self.state_shapes.items():
-            feeds[STATE_IN + name] = state[name] if name in state else np.zeros(shape, np.float32)
+        feeds = self.feeds(features, amount, noise, extra, state)
         names = [o.name for o in self._sess.get_outputs()]
         return dict(zip(names, self._sess.run(names, feeds), strict=True))
+
+    def feeds(self, features: np.ndarray, amount: np.ndarray, noise: np.ndarray,
+              extra: dict[str, np.ndarray] | None = None,
+              state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Every input of the graph by name for ``n`` frames (as :meth:`run_all` feeds them): the three
+        contract inputs, the optional ones (``extra`` or their defaults) and the states (``state`` or zeros)."""
+        n = features.shape[0]
+        out = {INPUT_FEATURES: features, INPUT_AMOUNT: amount, INPUT_NOISE: noise}
+        extra = extra or {}
+        for name in self.optional_inputs:
+            out[name] = extra[name] if name in extra else self.extra_in[name][:1].repeat(n, axis=0)
+        state = state or {}
+        for name, shape in self.state_shapes.items():
+            out[STATE_IN + name] = state[name] if name in state else np.zeros(shape, np.float32)
+        return out
 
     def commit_state(self) -> None:
         """Carry the last buffered call's ``state_out_*`` into :attr:`state` (call only after a good call)."""
