@@ -356,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(mixtures)} held-out mixtures; systems: {', '.join(systems)}")
     result = evaluate(systems, mixtures, log=log)
     result["summary"] = summarise(result, families)
-    result["music_lsd_db"] = {k: round(music_lsd(v), 3) for k, v in systems.items()
-                              if k not in ("specsub", "dfn3")}
+    result["music_lsd_db"] = {k: round(music_lsd(v), 3) for k, v in systems.items()}
     if args.bench:
         result["frame_cost"] = frame_cost(args.model)
         try:

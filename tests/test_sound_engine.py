@@ -110,8 +110,9 @@ def test_restoration_models_start_with_the_level_stage_off(default_model):
     full = default_amount(denoise)  # the shipped denoiser's full strength (1 for contract 2, 0 for contract 1)
     by_default = residual_db({"amount": full})
     assert by_default == pytest.approx(residual_db({"amount": full, "smooth": 0.0, "level": 0.0}), abs=1e-6)
-    assert by_default < -12.0, by_default  # measured -18 dB
-    assert residual_db({"amount": full, "smooth": 100.0}) > by_default + 10.0  # smoothed gains: measured +1 dB
+    assert by_default < -9.0, by_default  # measured -11.2 dB (denoise-v1: -18.1)
+    # smoothed gains lag every burst: measured -0.5 dB, 10.7 dB worse (denoise-v1: +1.0, 19 dB worse)
+    assert residual_db({"amount": full, "smooth": 100.0}) > by_default + 8.0
 
 
 def test_level_off_and_input_phase_is_the_plain_engine(default_model, material):
