@@ -42,7 +42,8 @@ def _stream_sine(engine: Engine, seconds: float, during=None) -> tuple[np.ndarra
     return live.rec_in[:n].copy(), live.rec_out[:n].copy()
 
 
-def test_knob_sweep_through_jack_makes_no_click(jack):
+def _sweep_once() -> tuple[np.ndarray, dict]:
+    """One knob sweep 0 -> 1 -> 0 in one second over a sine through JACK: (click events, stats)."""
     engine = Engine([resolve_model("default")], block_size=128, seed=3)
     engine.params.set("amount", 0.0)
 
@@ -62,13 +63,21 @@ def test_knob_sweep_through_jack_makes_no_click(jack):
     assert np.abs(x).max() > 0.05  # the sine really arrived
     s = engine.stats.summary()
     clicks = Q.click_events(x[: x.size - lat], y[lat:], SR)
-    print(f"\nsweep through JACK: clicks {clicks.tolist()}, limiter hits {s['limiter_hits']}, misses {s['misses']}")
-    assert s["engine_misses"] == 0, s
-    if s["stalls"]:
-        # A stalled block (the thread off the CPU on a loaded VM) falls back to dry and back: at amount ~1
-        # on a sine that is a real jump of the high band, the machine's, not the sweep's.
-        pytest.skip(f"{s['stalls']} stalled blocks during the sweep; the click count {len(clicks)} is not the engine's")
-    assert len(clicks) == 0, clicks
+    print(f"\nsweep through JACK: clicks {clicks.tolist()}, limiter hits {s['limiter_hits']}, misses {s['misses']}, "
+          f"stalls {s['stalls']}")
+    return clicks, s
+
+
+def test_knob_sweep_through_jack_makes_no_click(jack):
+    # A stalled block (the thread off the CPU on a loaded VM) falls back to dry and back: at amount ~1 on a
+    # sine that is a real jump of the high band, the machine's, not the sweep's. So a recording with both
+    # stalls and clicks says nothing and is made again (up to 3 times); no clicks is a pass either way.
+    for _ in range(3):
+        clicks, s = _sweep_once()
+        assert s["engine_misses"] == 0, s
+        if len(clicks) == 0 or not s["stalls"]:
+            break
+    assert len(clicks) == 0, (clicks, s["stalls"])
 
 
 @pytest.mark.parametrize(("phase", "lookahead"), [(1.0, 0), (2.0, 0), (2.0, 1)],
