@@ -177,6 +177,36 @@ class StatefulDenoiser(nn.Module):
         mu = log_band @ self.summ + 0.0 * noise
         return out, mu, h_gru, h_norm
 
+    def widened(self, n_low: int, sample: torch.Tensor) -> StatefulDenoiser:
+        """A copy with the fine stage over ``n_low`` (> current) bins that computes what this one does.
+
+        The new bins' inputs enter with zero weights and their fine gains start at ``sigmoid(8)`` (-0.003 dB),
+        so fine-tuning starts from this model's behaviour; ``sample`` (raw features ``[..., n_bins]``) sets the
+        new inputs' standardisation.
+        """
+        if n_low <= self.n_low:
+            raise ValueError(f"widened: n_low {n_low} is not above {self.n_low}")
+        hp = {**self.hparams(), "n_low": n_low}
+        new = StatefulDenoiser(**hp)
+        old_in, new_in = self.n_erb + self.n_low, self.n_erb + n_low
+        # column i of the old input vector -> its place in the new one (x then rel, each erb then low bins)
+        cols = torch.tensor([part * new_in + i for part in (0, 1) for i in range(old_in)])
+        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(("ema.", "enc.weight", "fine_head",
+                                                                              "in_mean", "in_std"))}
+        missing = new.load_state_dict(sd, strict=False).missing_keys
+        assert all(k.startswith(("ema.", "enc.weight", "fine_head", "in_mean", "in_std")) for k in missing), missing
+        with torch.no_grad():
+            new.set_normalisation(new.inputs(sample).reshape(-1, new_in))
+            new.in_mean[:old_in] = self.in_mean
+            new.in_std[:old_in] = self.in_std
+            new.enc.weight.zero_()
+            new.enc.weight[:, cols] = self.enc.weight
+            new.fine_head.weight.zero_()
+            new.fine_head.bias.fill_(8.0)
+            new.fine_head.weight[: self.n_low] = self.fine_head.weight
+            new.fine_head.bias[: self.n_low] = self.fine_head.bias
+        return new
+
     def hparams(self) -> dict:
         return {"n_bins": self.n_bins, "sample_rate": self.sample_rate, "hidden": self.hidden,
                 "layers": self.layers, "n_erb": self.n_erb, "n_low": self.n_low, "latent_dim": self.latent_dim,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from models import noises as N
-from models.denoiser import StatefulDenoiser
+from models.denoiser import N_LOW, StatefulDenoiser
 from models.denoiser_data import make_sequences, music_clips, speech_utterances
 from realtime.config import StftConfig
 from realtime.dsp.stft import stft
@@ -34,6 +34,12 @@ from realtime.dsp.stft import stft
 TRAIN_FAMILIES = N.FAMILIES
 COMPRESS = 0.3
 COMPLEX_WEIGHT = 0.3
+#: Bins whose clean power exceeds the noise's by this much (dB) count as the clean sound's for ``--keep``.
+KEEP_SNR_DB = 10.0
+#: ... down to this far below the sequence's loudest clean bin (dB; the range the music LSD measures).
+KEEP_RANGE_DB = 80.0
+#: Deepest log gain the keep penalty sees (-80 dB): beyond it the bin is gone either way.
+KEEP_MIN_LOG = math.log(1e-4)
 #: Defaults of the mixing cases: share of batch items that are clean only (must pass unchanged) and noise only.
 CLEAN_SHARE = 0.06
 NOISE_SHARE = 0.05
@@ -66,6 +72,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of sequences whose clean part starts at the first sample (as a recording can)")
     p.add_argument("--protect", type=float, default=0.0,
                    help="extra weight of target loss (output below the clean magnitude) over residual noise")
+    p.add_argument("--keep", type=float, default=0.0,
+                   help="weight of the log-gain penalty on bins the clean sound dominates (speech/music distortion)")
+    p.add_argument("--keep-speech", type=float, default=None,
+                   help="--keep's weight on items whose clean part is speech (default: --keep's)")
+    p.add_argument("--keep-range", type=float, default=KEEP_RANGE_DB,
+                   help="dB below the loudest clean bin down to which --keep protects bins")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--fine-bins", type=int, default=None,
+                   help="lowest bins with a per-bin gain (default 32; with --init: widen the checkpoint's to this)")
     p.add_argument("--cache", default=None, help="save the rendered data here, or load it if the file exists")
     p.add_argument("--name", default="Denoise (speech and music over realistic noise)")
     return p.parse_args(argv)
@@ -85,8 +100,9 @@ class MixBank:
         self.p_noise = torch.from_numpy(np.mean(noise.astype(np.float64) ** 2, axis=1))
         self.speech = torch.tensor([s.speech for s in seqs])
 
-    def batch(self, g: torch.Generator, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(X, S)`` complex ``[T, b, bins]``: mixture and clean target, time first."""
+    def batch(self, g: torch.Generator, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(X, S, speech)``: mixture and clean target, complex ``[T, b, bins]`` (time first), and whether each
+        item's clean part is speech (else music) ``[b]``."""
         n = self.S.shape[0]
         ic = torch.randint(n, (b,), generator=g)
         inz = torch.randint(n, (b,), generator=g)
@@ -103,16 +119,34 @@ class MixBank:
         rms = torch.sqrt((X.abs() ** 2).mean(dim=(1, 2)) + 1e-20)
         target = 10 ** ((torch.rand(b, generator=g) * 42.0 - 50.0) / 20) * 16.0  # bin RMS = 16 x sample RMS
         scale = (target / rms)[:, None, None]
-        return (X * scale).transpose(0, 1).contiguous(), (S * scale).transpose(0, 1).contiguous()
+        return (X * scale).transpose(0, 1).contiguous(), (S * scale).transpose(0, 1).contiguous(), self.speech[ic]
 
 
 def features_of(X: torch.Tensor) -> torch.Tensor:
     return torch.log(X.abs() + 1e-5)
 
 
-def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor, protect: float = 0.0) -> torch.Tensor:
+def keep_loss(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor, range_db: float = KEEP_RANGE_DB,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared log gain over the bins the clean sound dominates (``KEEP_SNR_DB`` over the noise, within
+    ``range_db`` of the sequence's loudest clean bin): the distortion a listener hears as a dull voice,
+    a lost onset or an eaten note. In the log domain every such bin counts alike, quiet partials too (as in
+    the LSD), where the compressed-magnitude loss barely sees them. ``weight`` ``[B]`` scales each item's
+    bins."""
+    ps = S.abs() ** 2
+    pn = (X - S).abs() ** 2
+    top = ps.amax(dim=(0, 2), keepdim=True)
+    mask = (ps > pn * 10 ** (KEEP_SNR_DB / 10)) & (ps > top * 10 ** (-range_db / 10))
+    lg = torch.log(gain.clamp_min(1e-12)).clamp_min(KEEP_MIN_LOG)
+    w = mask if weight is None else mask * weight[None, :, None]
+    return (lg ** 2 * w).sum() / (mask.sum() + 1.0)
+
+
+def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor, protect: float = 0.0,
+            keep: torch.Tensor | float = 0.0, keep_range: float = KEEP_RANGE_DB) -> torch.Tensor:
     """Compressed-magnitude loss (target loss weighted ``1 + protect``) plus a compressed complex term, each
-    sequence scaled by its mixture level."""
+    sequence scaled by its mixture level, plus ``keep`` (a number, or one per item ``[B]``) times
+    :func:`keep_loss`."""
     c = torch.sqrt((X.abs() ** 2).mean(dim=(0, 2), keepdim=True) + 1e-12)
     mx, ms = X.abs() / c, S.abs() / c
     y = (gain * mx + 1e-12) ** COMPRESS
@@ -122,7 +156,10 @@ def loss_fn(gain: torch.Tensor, X: torch.Tensor, S: torch.Tensor, protect: float
     px = X / (X.abs() + 1e-12)
     ps = S / (S.abs() + 1e-12)
     cplx = ((y * px - t * ps).abs() ** 2).mean()
-    return mag + COMPLEX_WEIGHT * cplx
+    out = mag + COMPLEX_WEIGHT * cplx
+    if not torch.is_tensor(keep):
+        return out + keep * keep_loss(gain, X, S, keep_range) if keep > 0 else out
+    return out + keep_loss(gain, X, S, keep_range, keep)
 
 
 def build_data(args, cfg: StftConfig, log=print):
@@ -160,12 +197,14 @@ def build_data(args, cfg: StftConfig, log=print):
     return MixBank(train, cfg, *shares), MixBank(val, cfg, *shares), desc
 
 
-def validate(model: StatefulDenoiser, bank: MixBank, seed: int = 123, b: int = 16) -> float:
+def validate(model: StatefulDenoiser, bank: MixBank, seed: int = 123, b: int = 16) -> tuple[float, float]:
+    """``(loss, keep loss)`` on a fixed validation batch (the loss without the keep term, comparable across
+    runs)."""
     g = torch.Generator().manual_seed(seed)
-    X, S = bank.batch(g, b)
+    X, S, _ = bank.batch(g, b)
     with torch.no_grad():
         gain, _, _ = model.gains(features_of(X), model.initial_state(b))
-    return float(loss_fn(gain, X, S))
+    return float(loss_fn(gain, X, S)), float(keep_loss(gain, X, S))
 
 
 def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
@@ -184,10 +223,17 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
         if args.cache:
             torch.save((bank, val_bank, desc), args.cache)
     t_data = time.time() - t0
-    model = StatefulDenoiser(cfg.n_bins, cfg.sample_rate, hidden=args.hidden, layers=args.layers)
     g = torch.Generator().manual_seed(args.seed)
-    X, _ = bank.batch(g, 64)
-    model.set_normalisation(model.inputs(features_of(X)).reshape(-1, model.n_erb + model.n_low))
+    X, _, _ = bank.batch(g, 64)
+    if args.init:  # fine-tuning: the checkpoint's shape and standardisation
+        model, _ = load_checkpoint(args.init)
+        if args.fine_bins and args.fine_bins != model.n_low:
+            model = model.widened(args.fine_bins, features_of(X))
+        model.train()
+    else:
+        model = StatefulDenoiser(cfg.n_bins, cfg.sample_rate, hidden=args.hidden, layers=args.layers,
+                                 n_low=args.fine_bins or N_LOW)
+        model.set_normalisation(model.inputs(features_of(X)).reshape(-1, model.n_erb + model.n_low))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(50, args.steps // 10))
     step, t_train, losses = 0, time.time(), []
@@ -202,7 +248,8 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
         0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * progress(s)))))
     while step < args.steps and time.time() < deadline:
-        X, S = bank.batch(g, args.batch)
+        X, S, is_speech = bank.batch(g, args.batch)
+        keep = torch.where(is_speech, args.keep_speech, args.keep) if args.keep_speech is not None else args.keep
         feats = features_of(X)
         h = model.initial_state(args.batch)
         for c0 in range(0, X.shape[0], args.chunk):
@@ -210,7 +257,7 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
                 break
             sl = slice(c0, c0 + args.chunk)
             gain, _, h = model.gains(feats[sl], h)
-            loss = loss_fn(gain, X[sl], S[sl], args.protect)
+            loss = loss_fn(gain, X[sl], S[sl], args.protect, keep, args.keep_range)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -220,11 +267,13 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
             losses.append(float(loss.detach()))
             step += 1
             if step % 100 == 0:
-                log(f"step {step}/{args.steps}: loss {np.mean(losses[-100:]):.4f}, val {validate(model, val_bank):.4f}"
+                val, val_keep = validate(model, val_bank)
+                log(f"step {step}/{args.steps}: loss {np.mean(losses[-100:]):.4f}, val {val:.4f} keep {val_keep:.4f}"
                     f" ({time.time() - t_train:.0f} s)")
     model.eval()
+    val, val_keep = validate(model, val_bank)
     summary = {"steps": step, "train_seconds": round(time.time() - t_train, 1), "data_seconds": round(t_data, 1),
-               "val_loss": round(validate(model, val_bank), 5), "training_data": desc}
+               "val_loss": round(val, 5), "val_keep_loss": round(val_keep, 5), "training_data": desc}
     return model, summary
 
 
