@@ -40,6 +40,8 @@ KEEP_SNR_DB = 10.0
 KEEP_RANGE_DB = 80.0
 #: Deepest log gain the keep penalty sees (-80 dB): beyond it the bin is gone either way.
 KEEP_MIN_LOG = math.log(1e-4)
+#: What a batch item's clean part is, for the per-kind keep weights (--keep, --keep-speech, --keep-babble).
+KINDS = ("music", "speech", "speech over babble")
 #: Defaults of the mixing cases: share of batch items that are clean only (must pass unchanged) and noise only.
 CLEAN_SHARE = 0.06
 NOISE_SHARE = 0.05
@@ -76,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="weight of the log-gain penalty on bins the clean sound dominates (speech/music distortion)")
     p.add_argument("--keep-speech", type=float, default=None,
                    help="--keep's weight on items whose clean part is speech (default: --keep's)")
+    p.add_argument("--keep-babble", type=float, default=None,
+                   help="--keep's weight on speech over a babble bed, where target and noise are alike and a cut "
+                        "costs intelligibility (default: --keep-speech's)")
     p.add_argument("--keep-range", type=float, default=KEEP_RANGE_DB,
                    help="dB below the loudest clean bin down to which --keep protects bins")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
@@ -99,10 +104,11 @@ class MixBank:
         self.p_clean = torch.from_numpy(np.mean(clean.astype(np.float64) ** 2, axis=1))
         self.p_noise = torch.from_numpy(np.mean(noise.astype(np.float64) ** 2, axis=1))
         self.speech = torch.tensor([s.speech for s in seqs])
+        self.babble = torch.tensor([s.family == "babble" for s in seqs])
 
     def batch(self, g: torch.Generator, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(X, S, speech)``: mixture and clean target, complex ``[T, b, bins]`` (time first), and whether each
-        item's clean part is speech (else music) ``[b]``."""
+        """``(X, S, kind)``: mixture and clean target, complex ``[T, b, bins]`` (time first), and each item's
+        :data:`KINDS` index ``[b]`` (music; speech; speech over a babble bed)."""
         n = self.S.shape[0]
         ic = torch.randint(n, (b,), generator=g)
         inz = torch.randint(n, (b,), generator=g)
@@ -119,7 +125,8 @@ class MixBank:
         rms = torch.sqrt((X.abs() ** 2).mean(dim=(1, 2)) + 1e-20)
         target = 10 ** ((torch.rand(b, generator=g) * 42.0 - 50.0) / 20) * 16.0  # bin RMS = 16 x sample RMS
         scale = (target / rms)[:, None, None]
-        return (X * scale).transpose(0, 1).contiguous(), (S * scale).transpose(0, 1).contiguous(), self.speech[ic]
+        kind = self.speech[ic].long() * (1 + (self.babble[inz] & (k > 0)).long())
+        return (X * scale).transpose(0, 1).contiguous(), (S * scale).transpose(0, 1).contiguous(), kind
 
 
 def features_of(X: torch.Tensor) -> torch.Tensor:
@@ -247,9 +254,11 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
         0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * progress(s)))))
+    ks = args.keep if args.keep_speech is None else args.keep_speech
+    keep_weights = torch.tensor([args.keep, ks, ks if args.keep_babble is None else args.keep_babble])
     while step < args.steps and time.time() < deadline:
-        X, S, is_speech = bank.batch(g, args.batch)
-        keep = torch.where(is_speech, args.keep_speech, args.keep) if args.keep_speech is not None else args.keep
+        X, S, kind = bank.batch(g, args.batch)
+        keep = keep_weights[kind] if bool(keep_weights.any()) else 0.0
         feats = features_of(X)
         h = model.initial_state(args.batch)
         for c0 in range(0, X.shape[0], args.chunk):
