@@ -2,7 +2,7 @@
 
 Per STFT frame (48 kHz, n_fft 512, hop 128; raw features ``f = log(|X| + 1e-5)``)::
 
-    log ERB-band powers (32 bands) + log magnitudes of the lowest bins (32 bins, 0-2.9 kHz)
+    log ERB-band powers (32 bands) + log magnitudes of the lowest bins (``n_low``: 32, 0-2.9 kHz; shipped 96)
       -> fixed standardisation -> Linear + ReLU -> GRU (2 layers, carried state) -> two heads:
          band gains  sigmoid, 32 bands, spread over the 257 bins by linear interpolation
          fine gains  sigmoid, per bin for the lowest bins (where mains hum and speech fundamentals share

@@ -9,7 +9,9 @@ seconds of context while a step costs only a chunk.
 Loss on compressed magnitudes (``|X|^0.3``, each sequence scaled by its mixture level first), with the
 target's loss (output below the clean magnitude) weighted ``1 + --protect`` times the residual noise's (a
 listener forgives a little noise sooner than a dull or broken voice), plus a compressed complex term that
-penalises keeping bins whose phase belongs to the noise.
+penalises keeping bins whose phase belongs to the noise, plus (``--keep``) a log-gain penalty on the bins the
+clean sound dominates, weighted per item kind (music, speech, speech over babble): the eaten notes, lost
+onsets and dull voices the compressed loss hardly sees. ``--init`` fine-tunes a checkpoint.
 """
 
 from __future__ import annotations
