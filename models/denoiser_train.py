@@ -218,12 +218,17 @@ def validate(model: StatefulDenoiser, bank: MixBank, seed: int = 123, b: int = 1
 
 def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     """Train per ``args`` (see :func:`parse_args`); returns the model (eval mode) and a summary."""
+    if args.init and not Path(args.init).is_file():  # before the data are rendered
+        raise SystemExit(f"error: --init {args.init}: no such checkpoint (--checkpoint F writes one)")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     cfg = StftConfig()
     t0 = time.time()
     if args.cache and Path(args.cache).is_file():
         bank, val_bank, desc = torch.load(args.cache, weights_only=False)
+        if not all(hasattr(b, "babble") for b in (bank, val_bank)):
+            raise SystemExit(f"error: {args.cache} was written by an older train-denoiser; delete it and the data "
+                             "are rendered again")
         for b in (bank, val_bank):  # the mixing shares are the run's, not the cache's
             b.clean_share, b.noise_share = args.clean_share, args.noise_share
         log(f"data: loaded {args.cache}")
@@ -236,6 +241,9 @@ def train(args, log=print) -> tuple[StatefulDenoiser, dict]:
     X, _, _ = bank.batch(g, 64)
     if args.init:  # fine-tuning: the checkpoint's shape and standardisation
         model, _ = load_checkpoint(args.init)
+        if args.fine_bins and args.fine_bins < model.n_low:
+            raise SystemExit(f"error: --fine-bins {args.fine_bins} is below the checkpoint's {model.n_low}: "
+                             "fine-tuning can only widen the fine stage")
         if args.fine_bins and args.fine_bins != model.n_low:
             model = model.widened(args.fine_bins, features_of(X))
         model.train()

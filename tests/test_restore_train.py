@@ -72,3 +72,12 @@ def test_widened_fine_stage_starts_from_the_narrow_models_gains():
     assert float((torch.log(a) - torch.log(b)).abs().max()) < 4e-4
     with pytest.raises(ValueError):
         wide.widened(24, feats)
+
+
+@pytest.mark.train
+def test_missing_init_checkpoint_is_one_line_error_before_any_data(tmp_path):
+    from models import denoiser_train as T
+
+    with pytest.raises(SystemExit) as exc:
+        T.train(T.parse_args(["--init", str(tmp_path / "nope.pt")]), log=lambda m: None)
+    assert "no such checkpoint" in str(exc.value) and "\n" not in str(exc.value)
