@@ -191,10 +191,10 @@ class StatefulDenoiser(nn.Module):
         old_in, new_in = self.n_erb + self.n_low, self.n_erb + n_low
         # column i of the old input vector -> its place in the new one (x then rel, each erb then low bins)
         cols = torch.tensor([part * new_in + i for part in (0, 1) for i in range(old_in)])
-        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(("ema.", "enc.weight", "fine_head",
-                                                                              "in_mean", "in_std"))}
+        reshaped = ("ema.", "enc.weight", "fine_head", "in_mean", "in_std")  # set below, or by the constructor
+        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(reshaped)}
         missing = new.load_state_dict(sd, strict=False).missing_keys
-        assert all(k.startswith(("ema.", "enc.weight", "fine_head", "in_mean", "in_std")) for k in missing), missing
+        assert all(k.startswith(reshaped) for k in missing), missing
         with torch.no_grad():
             new.set_normalisation(new.inputs(sample).reshape(-1, new_in))
             new.in_mean[:old_in] = self.in_mean
